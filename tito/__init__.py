@@ -1,0 +1,1 @@
+"""tito: the TinyTorch course tool for instructors and students (hand-written, not exported)."""

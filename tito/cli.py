@@ -1,0 +1,146 @@
+"""tito: one command per step of the course, for instructors and students.
+
+Every expected mistake (an unknown module, a missing folder, a broken notebook) is one line on
+stderr and exit status 2, never a traceback.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+from tito import course, demo, gradebook, grading, student
+from tito.errors import TitoError
+from tito.project import find_root, list_modules, resolve
+
+
+def cmd_modules(args):
+    for module in list_modules(find_root()):
+        print(f"{module.number:02d}  {module.name}")
+
+
+def cmd_build(args):
+    modules = course.build(find_root(), check_only=args.check)
+    verb = "checked" if args.check else "exported"
+    print(f"{verb} {len(modules)} modules: notebooks clean, structure valid, tinytorch/ matches the notebooks")
+
+
+def cmd_release(args):
+    root = find_root()
+    for notebook in course.release(root, resolve(root, args.modules)):
+        print(f"released {notebook.relative_to(root)}")
+
+
+def _print_outcomes(outcomes):
+    for outcome in outcomes:
+        status = "graded" if not outcome.problems else "PROBLEM: " + " | ".join(outcome.problems)
+        print(f"{outcome.module}  {outcome.student:<20} {status}")
+
+
+def cmd_autograde(args):
+    root = find_root()
+    for module in resolve(root, args.modules):
+        _print_outcomes(grading.autograde(root, module, args.student, timeout=args.timeout))
+    rows = gradebook.scores(root, {m.slug for m in resolve(root, args.modules)})
+    print(gradebook.table([r for r in rows if not args.student or r.student in args.student]))
+
+
+def cmd_grades(args):
+    root = find_root()
+    rows = gradebook.scores(root, {m.slug for m in resolve(root, args.modules)} if args.modules else None)
+    if not rows:
+        raise TitoError("no grades yet: run `tito autograde NN` first")
+    output = Path(args.csv) if args.csv else root / "course" / "grades.csv"
+    gradebook.write_atomically(output, gradebook.to_csv(rows))
+    print(gradebook.table(rows))
+    print(f"\nwrote {output}")
+
+
+def cmd_demo(args):
+    root = find_root()
+    scratch = demo.scratch_course(root)
+    modules = resolve(scratch, args.modules)
+    print(f"demo course in {scratch}")
+    course.release(scratch, modules)
+    demo.submit_class(scratch, modules)
+    for module in modules:
+        _print_outcomes(grading.autograde(scratch, module))
+    print()
+    print(gradebook.table(gradebook.scores(scratch)))
+
+
+def cmd_student(args):
+    path = student.init(find_root(), args.folder)
+    print(f"created {path}\nnext: cd {path} && pip install -e . && tito status")
+
+
+def cmd_export(args):
+    root = find_root()
+    for module in resolve(root, args.modules):
+        student.export(root, module)
+        print(f"exported {module.slug} -> {student.exported_file(root, module).relative_to(root)}")
+
+
+def cmd_test(args):
+    root = find_root()
+    failed = False
+    for module in resolve(root, args.modules):
+        seen, results = student.test(root, module)
+        earned = sum(r.points for r in results if r.passed)
+        print(f"{module.slug}: {earned:g}/{sum(r.points for r in results):g} points (tinytorch from {seen})")
+        for result in results:
+            mark = "pass" if result.passed else "FAIL"
+            print(f"  {mark}  {result.grade_id:<28} {result.points:>3g}  {result.message}")
+        failed |= not all(r.passed for r in results)
+    return 1 if failed else 0
+
+
+def cmd_status(args):
+    root = find_root()
+    upcoming = None
+    for module, stubs, result in student.status(root):
+        todo = "not exported" if stubs is None else ("all written" if stubs == 0 else f"{stubs} parts to write")
+        tested = f"tests {result['earned']:g}/{result['total']:g}" if result else "not tested"
+        done = stubs == 0 and result and result["earned"] == result["total"]
+        upcoming = upcoming or (None if done else module)
+        print(f"{'done' if done else '    '}  {module.slug:<20} {todo:<18} {tested}")
+    print(f"\nnext: {upcoming.slug} (modules/{upcoming.slug}/{upcoming.slug}.ipynb)" if upcoming else "\nevery module done")
+
+
+def parser():
+    top = argparse.ArgumentParser(prog="tito", description="The TinyTorch course tool.")
+    commands = top.add_subparsers(dest="command", required=True, metavar="command")
+
+    def command(name, handler, help_text):
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    modules_arg = dict(nargs="*", metavar="NN", help="module numbers or names (default: all)")
+    command("modules", cmd_modules, "list the course's modules")
+    build = command("build", cmd_build, "instructor: clean notebooks, export tinytorch/, check both agree")
+    build.add_argument("--check", action="store_true", help="change nothing; fail if notebooks or tinytorch/ are stale")
+    command("release", cmd_release, "instructor: generate student notebooks under course/release/").add_argument("modules", **modules_arg)
+    grade = command("autograde", cmd_autograde, "instructor: grade course/submitted/<student>/<module>/ against the student's own code")
+    grade.add_argument("modules", nargs="+", metavar="NN", help="module numbers or names")
+    grade.add_argument("--student", action="append", metavar="ID", help="only this student (repeatable)")
+    grade.add_argument("--timeout", type=int, default=60, metavar="S", help="seconds per cell (default 60)")
+    grades = command("grades", cmd_grades, "instructor: write grades as CSV and print a summary table")
+    grades.add_argument("modules", **modules_arg)
+    grades.add_argument("--csv", metavar="PATH", help="where to write the CSV (default course/grades.csv)")
+    command("demo", cmd_demo, "build the course and grade a demo class (honest, blank, cheat, half) in a scratch copy").add_argument("modules", **modules_arg)
+    command("student", cmd_student, "instructor: create a student's working copy from the release").add_argument("folder", help="new folder")
+    command("export", cmd_export, "student: export module notebooks into your tinytorch/").add_argument("modules", nargs="+", metavar="NN")
+    command("test", cmd_test, "student: export, then run a module's tests against your exported tinytorch").add_argument("modules", nargs="+", metavar="NN")
+    command("status", cmd_status, "student: what is done and what is next")
+    return top
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    try:
+        return args.handler(args) or 0
+    except TitoError as error:
+        print(f"tito: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tito: interrupted", file=sys.stderr)
+        return 130
