@@ -61,8 +61,8 @@ def scratch_course(root):
     """A throwaway copy of the course repository, so a demo never touches the real gradebook."""
     scratch = Path(tempfile.mkdtemp(prefix="tinytorch-demo-"))
     ignore = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints", "course", ".git", "*.egg-info")
-    for name in ("settings.ini", "nbgrader_config.py"):
+    for name in ("settings.ini", "nbgrader_config.py", "pyproject.toml"):
         shutil.copy2(root / name, scratch / name)
-    for name in ("modules", "tinytorch"):
+    for name in ("modules", "tinytorch", "tito"):
         shutil.copytree(root / name, scratch / name, ignore=ignore)
     return scratch

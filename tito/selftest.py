@@ -36,7 +36,7 @@ def _bind_exports(targets):
 
 def testing_notebook(notebook_json):
     """The notebook with its exported cells swapped for imports of the exported package."""
-    notebook = nbformat.from_dict(notebook_json)
+    notebook = nbformat.reads(json.dumps(notebook_json), as_version=4)  # joins list-of-lines sources
     cells, bound = [nbformat.v4.new_code_cell(WHERE_IS_TINYTORCH)], False
     for cell in notebook.cells:
         if cell.cell_type == "code" and EXPORT_FLAG.search(source(cell)):

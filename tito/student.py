@@ -28,6 +28,9 @@ def init(course_root, destination):
     released = sorted(p for p in release.glob("*/*.ipynb")) if release.is_dir() else []
     if not released:
         raise TitoError("no release to copy: run `tito release` first")
+    missing = [name for name in (*COPIED_FILES, "tito") if not (course_root / name).exists()]
+    if missing:
+        raise TitoError(f"{course_root} lacks {', '.join(missing)}: run this in the course repository")
     if destination.exists() and any(destination.iterdir()):
         raise TitoError(f"{destination} exists and is not empty: choose a new folder (nothing was changed)")
     (destination / "tinytorch").mkdir(parents=True)

@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# Build the course and grade a demo class end to end in a scratch copy, then print the gradebook.
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+tito build
+tito demo "$@"

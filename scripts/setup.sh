@@ -1,0 +1,14 @@
+# Sourced by the other scripts: a project virtualenv with everything installed (idempotent, never prompts).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+. .venv/bin/activate
+stamp=.venv/.installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "== installing tinytorch, tito and the course toolchain into .venv"
+    # torch==2.13.0 is the CPU build on disk; an unpinned torch would pull a multi-GB CUDA build.
+    pip install --quiet --disable-pip-version-check -e '.[dev,torch]'
+    touch "$stamp"
+fi
