@@ -3,6 +3,7 @@
 Each mutant is the reference notebook with one solution cell edited. Graded, it must lose exactly
 the points of the listed test cells and keep every other cell's points.
 """
+import hashlib
 from dataclasses import dataclass
 
 
@@ -16,7 +17,7 @@ class Mutant:
 
     @property
     def student(self):
-        return f"mutant-{self.module[:2]}-{self.cell}-{abs(hash(self.new)) % 1000:03d}"
+        return f"mutant-{self.module[:2]}-{self.cell}-{hashlib.sha1(self.new.encode()).hexdigest()[:6]}"
 
 
 MUTANTS = [
@@ -69,4 +70,52 @@ MUTANTS = [
            "        step_size = float(self.lr)\n"
            "        denom = np.sqrt(v) + self.eps",
            frozenset({"test-adam", "test-adamw"})),
+    Mutant('07_dataloader', 'dataloader',  # the same shuffle every epoch
+           'return np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset))',
+           'return np.random.default_rng(self.seed).permutation(len(self.dataset))',
+           frozenset({'test-dataloader'})),
+    Mutant('07_dataloader', 'random-crop',  # one crop offset for the whole batch
+           'return windows[np.arange(n), :, rows, cols]',
+           'return windows[np.arange(n), :, rows[0], cols[0]]',
+           frozenset({'test-random-crop'})),
+    Mutant('07_dataloader', 'parse-idx',  # trailing bytes accepted
+           '    if len(raw) != expected:\n',
+           '    if len(raw) < expected:\n',
+           frozenset({'test-parse-idx'})),
+    Mutant('07_dataloader', 'check-member',  # links extracted from an archive
+           'if not (member.isfile() or member.isdir()):',
+           'if False:',
+           frozenset({'test-check-member'})),
+    Mutant('07_dataloader', 'normalize-flip',  # flip overwrites its input
+           'out = images.copy()',
+           'out = images',
+           frozenset({'test-normalize-flip'})),
+    Mutant('08_training', 'train-step',  # uneven micro-batches weighted equally
+           '(loss * (len(targets) / total)).backward()',
+           '(loss * (1 / len(micro_batches))).backward()',
+           frozenset({'test-train-step'})),
+    Mutant('08_training', 'schedule',  # warm-up off by one
+           'return self.base_lr * (step + 1) / self.warmup_steps',
+           'return self.base_lr * step / self.warmup_steps',
+           frozenset({'test-schedule'})),
+    Mutant('08_training', 'clip',  # clipping also scales small gradients up
+           '    if scale < 1:\n        for g in grads:',
+           '    if True:\n        for g in grads:',
+           frozenset({'test-clip'})),
+    Mutant('08_training', 'checkpoint',  # random generators not restored on resume
+           '        for name, generator in generators.items():\n            generator.bit_generator.state = meta["generators"][name]\n    except',
+           '    except',
+           frozenset({'test-trainer'})),
+    Mutant('08_training', 'evaluate',  # evaluation in training mode
+           '    model.eval()\n',
+           '\n',
+           frozenset({'test-evaluate'})),
+    Mutant('08_training', 'atomic-save',  # temporary file left behind on failure
+           '        if os.path.exists(tmp):\n            os.remove(tmp)\n',
+           '        pass\n',
+           frozenset({'test-atomic-save'})),
+    Mutant('08_training', 'atomic-save',  # writes straight into the checkpoint
+           '    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")',
+           '    fd, tmp = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), str(path)',
+           frozenset({'test-atomic-save'})),
 ]

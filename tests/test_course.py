@@ -23,7 +23,7 @@ def mutated(source_nb, mutant):
     cell = next(c for c in notebook["cells"] if nbgrader(c).get("grade_id") == mutant.cell)
     text = "".join(cell["source"])
     assert mutant.old in text, f"mutant of {mutant.module}/{mutant.cell} no longer matches the reference"
-    cell["source"] = text.replace(mutant.old, mutant.new)
+    cell["source"] = text.replace(mutant.old, mutant.new, 1)
     return notebook
 
 
