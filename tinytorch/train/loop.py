@@ -157,7 +157,7 @@ class CheckpointError(ValueError):
 
 def _generators(model):
     """The random generators training draws from: module 04's default one and any held by the model's modules."""
-    found = {"nn.layers.default": layers._default_generator}
+    found = {"nn.layers.default": layers.default_generator}
     for index, module in enumerate(model.modules()):
         for name, value in sorted(vars(module).items()):
             if isinstance(value, np.random.Generator) and all(value is not g for g in found.values()):
