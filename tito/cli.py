@@ -4,10 +4,12 @@ Every expected mistake (an unknown module, a missing folder, a broken notebook) 
 stderr and exit status 2, never a traceback.
 """
 import argparse
+import os
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
-from tito import course, demo, gradebook, grading, student
+from tito import course, demo, feedback, gradebook, grading, report, student
 from tito.errors import TitoError
 from tito.project import find_root, list_modules, resolve
 
@@ -29,18 +31,41 @@ def cmd_release(args):
         print(f"released {notebook.relative_to(root)}")
 
 
-def _print_outcomes(outcomes):
-    for outcome in outcomes:
-        status = "graded" if not outcome.problems else "PROBLEM: " + " | ".join(outcome.problems)
-        print(f"{outcome.module}  {outcome.student:<20} {status}")
+def _print_outcome(outcome):
+    """One line per submission as its result is stored, then what went wrong with it, if anything."""
+    score = "NOT GRADED" if outcome.status == "error" else f"{outcome.score:g}/{outcome.max_score:g}"
+    note = "" if outcome.status == "graded" else f"  ({outcome.status})"
+    print(f"{outcome.module}  {outcome.student:<24} {score:>10}{note}", flush=True)
+    for problem in outcome.problems:
+        print(f"      - {problem}", flush=True)
+
+
+def _dask_client(address, workers):
+    """A Dask client: a local cluster of `workers` processes for 'local', else the scheduler at `address`."""
+    from distributed import Client
+
+    if address == "local":
+        return Client(n_workers=workers or os.cpu_count(), threads_per_worker=1, dashboard_address=None)
+    return Client(address)
 
 
 def cmd_autograde(args):
     root = find_root()
-    for module in resolve(root, args.modules):
-        _print_outcomes(grading.autograde(root, module, args.student, timeout=args.timeout))
-    rows = gradebook.scores(root, {m.slug for m in resolve(root, args.modules)})
+    modules = resolve(root, args.modules)
+    limits = grading.Limits(args.timeout, args.total, args.memory)
+    failed = False
+    with (_dask_client(args.dask, args.workers) if args.dask else nullcontext()) as client:
+        for module in modules:
+            outcomes = grading.autograde(root, module, args.student, limits, workers=args.workers,
+                                         sandboxed=not args.no_sandbox, on_outcome=_print_outcome,
+                                         executor=client.get_executor() if client else None)
+            failed |= any(o.status == "error" for o in outcomes)
+    rows = gradebook.scores(root, {m.slug for m in modules})
+    print()
     print(gradebook.table([r for r in rows if not args.student or r.student in args.student]))
+    if failed:
+        print("\nsome submissions were NOT GRADED (grader errors above; their stored grades are unchanged)")
+    return 1 if failed else 0
 
 
 def cmd_grades(args):
@@ -54,6 +79,24 @@ def cmd_grades(args):
     print(f"\nwrote {output}")
 
 
+def cmd_feedback(args):
+    root = find_root()
+    for module in resolve(root, args.modules):
+        written = feedback.write(root, module, args.student)
+        if not written:
+            raise TitoError(f"no graded submissions of {module.slug}{' for ' + ', '.join(args.student) if args.student else ''}: "
+                            f"run `tito autograde {module.number:02d}` first")
+        for path in written:
+            print(f"wrote {path.relative_to(root)}")
+
+
+def cmd_report(args):
+    root = find_root()
+    for module in resolve(root, args.modules):
+        for path in report.write(root, module):
+            print(f"wrote {path.relative_to(root)}")
+
+
 def cmd_demo(args):
     root = find_root()
     scratch = demo.scratch_course(root)
@@ -62,7 +105,7 @@ def cmd_demo(args):
     course.release(scratch, modules)
     demo.submit_class(scratch, modules)
     for module in modules:
-        _print_outcomes(grading.autograde(scratch, module))
+        grading.autograde(scratch, module, sandboxed=not args.no_sandbox, on_outcome=_print_outcome)
     print()
     print(gradebook.table(gradebook.scores(scratch)))
 
@@ -119,14 +162,32 @@ def parser():
     build = command("build", cmd_build, "instructor: clean notebooks, export tinytorch/, check both agree")
     build.add_argument("--check", action="store_true", help="change nothing; fail if notebooks or tinytorch/ are stale")
     command("release", cmd_release, "instructor: generate student notebooks under course/release/").add_argument("modules", **modules_arg)
-    grade = command("autograde", cmd_autograde, "instructor: grade course/submitted/<student>/<module>/ against the student's own code")
+    grade = command("autograde", cmd_autograde, "instructor: grade course/submitted/<student>/<module>/ against the "
+                    "student's own code, each submission in its own sandboxed process")
     grade.add_argument("modules", nargs="+", metavar="NN", help="module numbers or names")
     grade.add_argument("--student", action="append", metavar="ID", help="only this student (repeatable)")
-    grade.add_argument("--timeout", type=int, default=60, metavar="S", help="seconds per cell (default 60)")
+    grade.add_argument("--timeout", type=int, default=grading.Limits.cell_timeout, metavar="S",
+                       help=f"seconds per cell (default {grading.Limits.cell_timeout})")
+    grade.add_argument("--total", type=int, default=grading.Limits.total_timeout, metavar="S",
+                       help=f"seconds per submission, all cells together (default {grading.Limits.total_timeout})")
+    grade.add_argument("--memory", type=int, default=grading.Limits.memory_mb, metavar="MB",
+                       help=f"memory cap of a submission's kernel (default {grading.Limits.memory_mb})")
+    grade.add_argument("--workers", type=int, metavar="N", help="submissions graded at once (default: number of cores)")
+    grade.add_argument("--dask", metavar="ADDRESS", help="grade on a Dask cluster: a scheduler address, or 'local'")
+    grade.add_argument("--no-sandbox", action="store_true",
+                       help="run submissions without bubblewrap (unsafe: they can read the answer key)")
     grades = command("grades", cmd_grades, "instructor: write grades as CSV and print a summary table")
     grades.add_argument("modules", **modules_arg)
     grades.add_argument("--csv", metavar="PATH", help="where to write the CSV (default course/grades.csv)")
-    command("demo", cmd_demo, "build the course and grade a demo class (honest, blank, cheat, half) in a scratch copy").add_argument("modules", **modules_arg)
+    notes = command("feedback", cmd_feedback, "instructor: write each student's feedback (pass/fail and message per "
+                    "test, no test source) to course/feedback/<student>/<module>/")
+    notes.add_argument("modules", nargs="+", metavar="NN", help="module numbers or names")
+    notes.add_argument("--student", action="append", metavar="ID", help="only this student (repeatable)")
+    command("report", cmd_report, "instructor: write a module's grading report (score histogram, tests most often "
+            "failed, problems) to course/reports/").add_argument("modules", nargs="+", metavar="NN")
+    demo_cmd = command("demo", cmd_demo, "build the course and grade a demo class (honest, blank, cheat, half) in a scratch copy")
+    demo_cmd.add_argument("modules", **modules_arg)
+    demo_cmd.add_argument("--no-sandbox", action="store_true", help="grade without bubblewrap")
     command("student", cmd_student, "instructor: create a student's working copy from the release").add_argument("folder", help="new folder")
     command("export", cmd_export, "student: export module notebooks into your tinytorch/").add_argument("modules", nargs="+", metavar="NN")
     command("test", cmd_test, "student: export, then run a module's tests against your exported tinytorch").add_argument("modules", nargs="+", metavar="NN")

@@ -1,8 +1,11 @@
-"""Reading scores out of nbgrader's gradebook, and writing them out atomically."""
+"""nbgrader's gradebook: storing graded results (this process is its only writer), reading scores, atomic exports."""
 import csv
 import io
+import json
 import os
+import sqlite3
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +30,38 @@ def _db_url(root):
     return "sqlite:///" + str(root / "course" / "gradebook.db")
 
 
+def _course_id(root):
+    """The course the gradebook's assignments belong to (nbgrader adds a course row for any other id)."""
+    with sqlite3.connect(f"file:{root / 'course' / 'gradebook.db'}?mode=ro", uri=True) as db:
+        row = db.execute("SELECT course_id FROM assignment LIMIT 1").fetchone()
+    return row[0] if row else "default_course"
+
+
+def store(root, course_id, result):
+    """Write one graded submission into the gradebook, its grades in a single transaction.
+
+    Cells that did not run carry score 0 in `result`; a grade an instructor set by hand is kept and
+    flagged for review, as nbgrader itself does.
+    """
+    from nbgrader.api import Gradebook  # imported late: nbgrader takes a second to import
+    from sqlalchemy.exc import SAWarning
+
+    scores = {c["grade_id"]: c["score"] for c in result["cells"]}
+    with warnings.catch_warnings(), Gradebook(_db_url(root), course_id) as gradebook:
+        warnings.simplefilter("ignore", SAWarning)  # nbgrader's harmless autoflush warnings on new submissions
+        gradebook.update_or_create_student(result["student"])
+        extra = {"timestamp": result["timestamp"]} if result.get("timestamp") else {}
+        submission = gradebook.update_or_create_submission(result["module"], result["student"], **extra)
+        for notebook in submission.notebooks:
+            for grade in notebook.grades:
+                grade.auto_score = scores.get(grade.name, 0.0)
+                grade.needs_manual_grade = grade.manual_score is not None
+            for comment in notebook.comments:
+                comment.auto_comment = result.get("comments", {}).get(comment.name)
+            notebook.late_submission_penalty = result.get("late_penalty")
+        gradebook.db.commit()
+
+
 def scores(root, modules=None):
     """Every autograded submission's score (per cell too), read from the gradebook."""
     from nbgrader.api import Gradebook  # imported late: nbgrader takes a second to import
@@ -34,7 +69,7 @@ def scores(root, modules=None):
     if not (root / "course" / "gradebook.db").is_file():
         return []
     found = []
-    with Gradebook(_db_url(root)) as gradebook:
+    with Gradebook(_db_url(root), _course_id(root)) as gradebook:
         for assignment in gradebook.assignments:
             if modules and assignment.name not in modules:
                 continue
@@ -46,18 +81,28 @@ def scores(root, modules=None):
     return sorted(found, key=lambda s: (s.module, s.student))
 
 
-def write_atomically(path, text):
-    """Write `text` to `path` through a temporary file and a rename, so a crash never leaves half a file."""
+def write_atomically(path, content):
+    """Write `content` (text or bytes) to `path` through a temporary file and a rename, so a crash never
+    leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        with os.fdopen(handle, "wb") as f:
+            f.write(content.encode("utf-8") if isinstance(content, str) else content)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(temporary, path)
     except BaseException:
         os.unlink(temporary)
         raise
+    return path
+
+
+def load_results(root, module_slug):
+    """The stored result of every graded submission of a module (`course/results/<module>/<student>.json`)."""
+    folder = root / "course" / "results" / module_slug
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
 
 
 def to_csv(rows):

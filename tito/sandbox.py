@@ -1,0 +1,106 @@
+"""The grading kernel's sandbox: bubblewrap, so a submission sees the Python it needs and nothing of the course.
+
+The kernel runs in new user, pid, network, IPC, UTS and mount namespaces as uid 65534. Its file system
+is an allowlist: the system's `/usr`, a few `/etc` files, the Python installation and virtual environment
+(read-only), its own grading copy of the package (read-only), a working folder in a size-capped tmpfs
+holding the submission's data files (read-only), and the host folder of the kernel's connection file and
+sockets. The course root (source notebooks, the reference package, other submissions, the gradebook) is
+simply not there. There is no network, so the kernel talks to nbgrader over Unix sockets (`ipc`
+transport) in that bound folder. RLIMIT_AS caps its memory, so exhausting it is a `MemoryError` in the
+submission rather than in the machine, and RLIMIT_FSIZE caps any file it writes. When the kernel ends or
+is killed, everything it started dies with its pid namespace.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from tito.errors import TitoError
+
+KERNEL_NAME = "tinytorch-sandbox"
+NOBODY = "65534"
+# Without fonts/, fontconfig complains on stderr when matplotlib saves a figure, and nbgrader scores a
+# graded cell that wrote to stderr 0.
+ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "passwd", "group", "nsswitch.conf", "localtime", "fonts")
+WORKDIR = "/tmp/work"  # the kernel's working folder, inside the sandbox's own /tmp
+WRITABLE_BYTES = 256 * 2**20  # the sandbox's /tmp (a tmpfs), and any one file the kernel writes
+# Sets the caps, then becomes the kernel (arguments pass through).
+LAUNCH = ("import os, resource, sys; cap = int(os.environ.pop('TITO_MEMORY_BYTES')); "
+          "resource.setrlimit(resource.RLIMIT_AS, (cap, cap)); "
+          f"resource.setrlimit(resource.RLIMIT_FSIZE, ({WRITABLE_BYTES}, {WRITABLE_BYTES})); "
+          "os.execv(sys.executable, [sys.executable, '-P', '-m', 'ipykernel_launcher', *sys.argv[1:]])")
+
+
+def _system_binds():
+    args = ["--ro-bind", "/usr", "/usr"]
+    for name in ("bin", "sbin", "lib", "lib32", "lib64"):
+        path = Path("/") / name
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            args += ["--ro-bind", str(path), str(path)]
+    for name in ETC_FILES:
+        args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    for prefix in sorted({sys.base_prefix, sys.prefix}):
+        if not prefix.startswith("/usr/"):
+            args += ["--ro-bind", prefix, prefix]
+    return args
+
+
+def command(files, readable=(), writable=(), env=None):
+    """The bwrap argv (up to `--`) for a process that sees only the system, Python and `readable`.
+
+    Its working folder is WORKDIR in a size-capped tmpfs, with the entries of `files` in it read-only;
+    `writable` host folders are bound read-write (the kernel's sockets need one).
+    """
+    args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--uid", NOBODY, "--gid", NOBODY,
+            *_system_binds(), "--dev", "/dev", "--proc", "/proc",
+            "--size", str(WRITABLE_BYTES), "--tmpfs", "/tmp", "--dir", WORKDIR]
+    for entry in sorted(Path(files).iterdir()):
+        args += ["--ro-bind", str(entry), f"{WORKDIR}/{entry.name}"]
+    for path in readable:
+        args += ["--ro-bind", str(path), str(path)]
+    for path in writable:
+        args += ["--bind", str(path), str(path)]
+    args += ["--chdir", WORKDIR, "--clearenv"]
+    base = {"HOME": "/tmp", "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "LANG": "C.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg",
+            "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    for key, value in {**base, **(env or {})}.items():
+        args += ["--setenv", key, str(value)]
+    return args + ["--"]
+
+
+def write_kernelspec(jupyter_dir, env, memory_bytes, jail=None):
+    """Write the grading kernelspec (named KERNEL_NAME) under `jupyter_dir/kernels/`; returns its name.
+
+    `jail` (files, readable, writable: see `command`) puts the kernel in the sandbox; without it the kernel
+    only gets the caps and `env`. Interrupts go as messages: a signal would end bwrap, not the running cell.
+    `-P` keeps the working folder off sys.path while the kernel starts, so a submitted `resource.py`
+    cannot replace the module that sets the cap.
+    """
+    env = {**env, "TITO_MEMORY_BYTES": str(memory_bytes)}
+    kernel = [sys.executable, "-P", "-c", LAUNCH, "-f", "{connection_file}"]
+    spec = {"argv": command(env=env, **jail) + kernel} if jail else {"argv": kernel, "env": env}
+    spec.update(display_name="TinyTorch grading kernel", language="python", interrupt_mode="message",
+                metadata={"debugger": False})
+    folder = Path(jupyter_dir) / "kernels" / KERNEL_NAME
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "kernel.json").write_text(json.dumps(spec, indent=1))
+    return KERNEL_NAME
+
+
+def require():
+    """Fail loudly, with the fix, when bubblewrap is missing or cannot create its namespaces here."""
+    if not shutil.which("bwrap"):
+        raise TitoError("bubblewrap (bwrap) is not installed, so submissions cannot be sandboxed: "
+                        "`apt-get install -y bubblewrap`, or pass --no-sandbox to grade without one (unsafe)")
+    with tempfile.TemporaryDirectory(prefix="tito-probe-") as files:
+        probe = subprocess.run([*command(files), sys.executable, "-c", "pass"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        detail = (probe.stderr.strip().splitlines() or ["no output"])[-1]
+        raise TitoError(f"bubblewrap cannot start a sandbox here ({detail}); enable unprivileged user "
+                        "namespaces, or pass --no-sandbox to grade without one (unsafe)")
