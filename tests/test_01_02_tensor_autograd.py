@@ -209,3 +209,21 @@ def test_shape_errors_name_the_op_and_both_shapes():
         Tensor(np.ones((2, 3))) + Tensor(np.ones(4))
     with pytest.raises(ValueError, match=r"matmul.*\(2, 3\).*\(2, 3\)"):
         Tensor(np.ones((2, 3))) @ Tensor(np.ones((2, 3)))
+
+
+def test_each_leaf_owns_a_writable_gradient():
+    """add hands one array to both inputs and sum a read-only view: leaves must still get their own."""
+    a, b, w = leaf([1.0, 2.0]), leaf([3.0, 4.0]), leaf([1.0, 1.0, 1.0])
+    backward((a + b).sum() + w.sum())
+    assert not np.shares_memory(a.grad.data, b.grad.data)
+    for x in (a, b, w):
+        x.grad.data *= 0.5  # what in-place gradient clipping does
+    assert np.allclose(a.grad.data, 0.5) and np.allclose(b.grad.data, 0.5) and np.allclose(w.grad.data, 0.5)
+
+
+def test_accumulation_adds_into_the_existing_gradient_in_place():
+    x = leaf([1.0, 2.0])
+    backward((x * 3.0).sum())
+    held = x.grad.data
+    backward((x * 3.0).sum())
+    assert x.grad.data is held and np.allclose(held, 6.0)

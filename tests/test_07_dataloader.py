@@ -257,6 +257,11 @@ def write_tar(path, entries, mode="w:gz"):
     return path
 
 
+def write_cifar_archive(path, batches):
+    """The canonical cifar-10-python.tar.gz layout holding `batches`."""
+    return write_tar(path, [(f"cifar-10-batches-py/{n}", raw) for n, (raw, _, _) in batches.items()])
+
+
 def tiny_source(archive, batches):
     return replace(CIFAR10, archive=RemoteFile(archive.name, (archive.as_uri(),), md5(archive.read_bytes()),
                                               hashlib.sha256(archive.read_bytes()).hexdigest()),
@@ -274,8 +279,7 @@ def check_cifar(loaded, batches):
 def test_cifar_archive_in_a_mirror_is_verified_and_extracted_into_the_cache(places, tmp_path):
     mirror, cache = places
     batches = cifar_batches()
-    archive = write_tar(mirror / "cifar-10-python.tar.gz",
-                        [(f"cifar-10-batches-py/{n}", raw) for n, (raw, _, _) in batches.items()])
+    archive = write_cifar_archive(mirror / "cifar-10-python.tar.gz", batches)
     source = tiny_source(archive, batches)
     before = snapshot(mirror)
     check_cifar(load_cifar10(source, download_ok=False), batches)
@@ -288,8 +292,7 @@ def test_cifar_archive_in_a_mirror_is_verified_and_extracted_into_the_cache(plac
 def test_cifar_download_path(places, tmp_path):
     _, cache = places
     batches = cifar_batches(seed=1)
-    archive = write_tar(tmp_path / "cifar-10-python.tar.gz",
-                        [(f"cifar-10-batches-py/{n}", raw) for n, (raw, _, _) in batches.items()])
+    archive = write_cifar_archive(tmp_path / "cifar-10-python.tar.gz", batches)
     check_cifar(load_cifar10(tiny_source(archive, batches), progress=False), batches)
     assert (cache / "cifar10" / "cifar-10-python.tar.gz").is_file()
 
@@ -297,8 +300,7 @@ def test_cifar_download_path(places, tmp_path):
 def test_truncated_cifar_archive_is_refused_and_nothing_is_written(places):
     mirror, cache = places
     batches = cifar_batches()
-    archive = write_tar(mirror / "cifar-10-python.tar.gz",
-                        [(f"cifar-10-batches-py/{n}", raw) for n, (raw, _, _) in batches.items()])
+    archive = write_cifar_archive(mirror / "cifar-10-python.tar.gz", batches)
     source = tiny_source(archive, batches)
     archive.write_bytes(archive.read_bytes()[:-300])
     with pytest.raises(DataFileError, match=r"cifar-10-python\.tar\.gz: md5 .*replace this mirror copy"):
@@ -309,8 +311,7 @@ def test_truncated_cifar_archive_is_refused_and_nothing_is_written(places):
 def test_damaged_batch_in_the_cache_names_the_file(places):
     mirror, cache = places
     batches = cifar_batches()
-    archive = write_tar(mirror / "cifar-10-python.tar.gz",
-                        [(f"cifar-10-batches-py/{n}", raw) for n, (raw, _, _) in batches.items()])
+    archive = write_cifar_archive(mirror / "cifar-10-python.tar.gz", batches)
     source = tiny_source(archive, batches)
     load_cifar10(source, download_ok=False)
     batch = cache / "cifar10" / "cifar-10-batches-py" / "data_batch_2"

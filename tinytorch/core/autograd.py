@@ -194,6 +194,15 @@ def topological_order(root):
 RELEASED = "released"
 
 
+def _private(grad, handed_out):
+    """`grad`, or a copy when it is read-only or shares memory with a gradient already handed to a leaf."""
+    owner = grad if grad.base is None else grad.base
+    if not grad.flags.writeable or id(owner) in handed_out:
+        grad = owner = grad.copy()
+    handed_out.add(id(owner))
+    return grad
+
+
 def backward(root, grad=None):
     """Accumulate d(root)/d(leaf) into `leaf.grad` for every leaf that requires a gradient."""
     ### BEGIN SOLUTION
@@ -208,14 +217,17 @@ def backward(root, grad=None):
     grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=root.dtype)
     if grad.shape != root.shape:
         raise ValueError(f"backward: gradient of shape {grad.shape} for an output of shape {root.shape}")
-    pending = {id(root): grad}
+    pending, handed_out = {id(root): grad}, set()
     for node in reversed(topological_order(root)):
         node_grad = pending.pop(id(node), None)
         if node_grad is None:
             continue
         if node._op is None:
             node_grad = node_grad.astype(node.dtype, copy=False)
-            node.grad = Tensor(node_grad if node.grad is None else node.grad.data + node_grad)
+            if node.grad is None:
+                node.grad = Tensor(_private(node_grad, handed_out))
+            else:
+                node.grad.data += node_grad
             continue
         if node._op == RELEASED:
             raise RuntimeError("backward: this graph was already released by an earlier backward(); "
