@@ -76,9 +76,12 @@ def test_student_copy_holds_no_answers(student_copy):
     assert not (folder / "nbgrader_config.py").exists()
 
 
-def test_untouched_copy_imports_and_stubs_name_the_module(student_copy):
+def test_every_module_of_an_untouched_copy_imports_and_stubs_name_the_module(student_copy):
     _, folder = student_copy
-    probe = ("import tinytorch.core.autograd, tinytorch.core.tensor as t\n"
+    probe = ("import importlib, pathlib\n"
+             "for p in sorted(pathlib.Path('tinytorch').rglob('*.py')):\n"
+             "    importlib.import_module('.'.join(p.with_suffix('').parts))\n"
+             "import tinytorch.core.tensor as t\n"
              "try:\n    t.Tensor([1.0])\nexcept NotImplementedError as e:\n    print(e)")
     result = subprocess.run([sys.executable, "-c", probe], cwd=folder, capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(folder)})
