@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -127,7 +128,8 @@ def course_copy():
     course.release(scratch, [module])
     honest = read_notebook(module.notebook)
     blank = read_notebook(scratch / "course" / "release" / module.slug / f"{module.slug}.ipynb")
-    return scratch, module, honest, blank
+    yield scratch, module, honest, blank
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 def submit(scratch, module, student, notebook=None, raw=None, name=None):

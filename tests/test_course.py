@@ -5,6 +5,7 @@ submissions score zero, half-done work scores in between, and each mutant loses 
 the cells that test what it broke.
 """
 import json
+import shutil
 
 import pytest
 
@@ -40,7 +41,8 @@ def graded():
         demo.submit(scratch, module, mutant.student, mutated(read_notebook(module.notebook), mutant))
     problems = [o for m in modules for o in grading.autograde(scratch, m) if o.problems]
     assert not problems, problems
-    return {(s.student, s.module): s for s in gradebook.scores(scratch)}
+    yield {(s.student, s.module): s for s in gradebook.scores(scratch)}
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 @pytest.mark.parametrize("module", MODULES)
