@@ -112,7 +112,7 @@ def cmd_demo(args):
 
 def cmd_student(args):
     path = student.init(find_root(), args.folder)
-    print(f"created {path}\nnext: cd {path} && pip install -e . && tito status")
+    print(f"created {path}\nnext: cd {path} && pip install -e '.[dev]' && tito status")
 
 
 def cmd_export(args):

@@ -17,6 +17,8 @@ def _tool(name):
 
 def run_nbdev(command, root, *args, timeout=300):
     """Run an nbdev command in `root`; a failure becomes a TitoError carrying nbdev's own message."""
+    if not Path(_tool(command)).is_file():
+        raise TitoError(f"{command} is not installed in this environment: pip install -e '.[dev]'")
     result = subprocess.run([_tool(command), *args], cwd=root, capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         detail = (result.stderr or result.stdout).strip().splitlines()

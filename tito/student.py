@@ -13,7 +13,7 @@ STUDENT_README = """# My TinyTorch
 
 My own deep-learning framework, built module by module.
 
-    pip install -e .          # once: makes `tinytorch` (mine) and `tito` importable
+    pip install -e '.[dev]'   # once: my `tinytorch`, `tito`, Jupyter and nbdev
     tito status               # what is done, what is next
     jupyter lab modules/      # work on a module's notebook
     tito export NN            # put my module NN into my tinytorch/
@@ -65,7 +65,7 @@ def test(root, module):
     expected = (root / "tinytorch").resolve()
     if not seen or not Path(seen).resolve().is_relative_to(expected):
         raise TitoError(f"the tests imported tinytorch from {seen}, not from {expected}: "
-                        "run `pip install -e .` in this folder")
+                        "run `pip install -e '.[dev]'` in this folder")
     selftest.save(root, module, results)
     return seen, results
 
