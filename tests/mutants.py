@@ -4,7 +4,9 @@ Each mutant is the reference notebook with one solution cell edited. Graded, it 
 the points of the listed test cells and keep every other cell's points.
 """
 import hashlib
+import importlib
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -119,3 +121,7 @@ MUTANTS = [
            '    fd, tmp = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), str(path)',
            frozenset({'test-atomic-save'})),
 ]
+
+# Modules 09 on keep their mutants in tests/mutants_NN.py (a list MUTANTS each), one file per module.
+for _path in sorted(Path(__file__).parent.glob("mutants_[0-9][0-9].py")):
+    MUTANTS += importlib.import_module(f"tests.{_path.stem}").MUTANTS
