@@ -39,6 +39,30 @@ MUTANTS = [
            "        if id(node) in visited:\n            continue\n",
            "",
            frozenset({"test-topological-order"})),
+    Mutant("01_tensor", "more-reductions",  # variance without Bessel's correction
+           "data = squares / (a.size // max(np.size(squares), 1) - correction)",
+           "data = squares / (a.size // max(np.size(squares), 1))",
+           frozenset({"test-more-reductions"})),
+    Mutant("01_tensor", "selection",  # masked_fill keeps the masked elements instead of the others
+           "data = np.where(mask, np.asarray(value, dtype=a.dtype), a.data)",
+           "data = np.where(mask, a.data, np.asarray(value, dtype=a.dtype))",
+           frozenset({"test-selection"})),
+    Mutant("02_autograd", "joining-rules",  # a window backward that drops overlaps (assigns instead of adding)
+           "full[before + (slice(k, k + step * (windows - 1) + 1, step),)] += grad[..., k]",
+           "full[before + (slice(k, k + step * (windows - 1) + 1, step),)] = grad[..., k]",
+           frozenset({"test-joining-rules"})),
+    Mutant("02_autograd", "more-reduction-rules",  # var's gradient without Bessel's correction
+           "(2 / (count - correction))",
+           "(2 / count)",
+           frozenset({"test-more-reduction-rules"})),
+    Mutant("02_autograd", "selection-rules",  # maximum gives a tie's whole gradient to a
+           "share = _larger_share(a.data, b.data)",
+           "share = a.data >= b.data",
+           frozenset({"test-selection-rules"})),
+    Mutant("02_autograd", "view-rules",  # every index treated as a slice: repeated indices counted once
+           "    if _is_basic(index):\n        full[index] = grad\n    else:\n        np.add.at(full, index, grad)\n",
+           "    full[index] = grad\n",
+           frozenset({"test-view-rules", "test-gradcheck"})),
     Mutant("03_activations", "softmax",
            "shifted = x.data - x.data.max(axis=axis, keepdims=True)",
            "shifted = x.data",

@@ -568,13 +568,14 @@ def var(a, axis=None, keepdims=False, correction=1):
 def logsumexp(a, axis=None, keepdims=False):
     """log(sum(exp(a))) along `axis`, never overflowing."""
     axis = _reduction_axis("logsumexp", a, axis)
-    ### BEGIN SOLUTION
-    top = np.max(a.data, axis=axis, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0)
-    data = np.log(np.sum(np.exp(a.data - top), axis=axis, keepdims=True, dtype=_accumulator(a))) + top
+    with np.errstate(divide="ignore"):  # log(0) = -inf for a slice of -inf only, as it should be
+        ### BEGIN SOLUTION
+        top = np.max(a.data, axis=axis, keepdims=True)
+        top = np.where(np.isfinite(top), top, 0)
+        data = np.log(np.sum(np.exp(a.data - top), axis=axis, keepdims=True, dtype=_accumulator(a))) + top
+        ### END SOLUTION
     if not keepdims:
         data = np.squeeze(data, axis=axis)
-    ### END SOLUTION
     return Tensor.from_op(_as_result(data, a), logsumexp, (a,), axis=axis, keepdims=keepdims)
 
 # %% ../../modules/01_tensor/01_tensor.ipynb #joining
