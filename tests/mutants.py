@@ -31,10 +31,10 @@ MUTANTS = [
            "fits = (a.size == known) if not unknown else (len(unknown) == 1 and known > 0 and a.size % known == 0)",
            "fits = a.size == known",
            frozenset({"test-views"})),
-    Mutant("02_autograd", "elementwise-rules",
+    Mutant("02_autograd", "arithmetic-rules",
            "return unbroadcast(grad, a.shape), unbroadcast(grad, b.shape)",
            "return grad, grad",
-           frozenset({"test-elementwise-rules", "test-gradcheck"})),
+           frozenset({"test-arithmetic-rules", "test-gradcheck"})),
     Mutant("02_autograd", "topological-order",
            "        if id(node) in visited:\n            continue\n",
            "",
@@ -55,10 +55,10 @@ MUTANTS = [
            "(2 / (count - correction))",
            "(2 / count)",
            frozenset({"test-more-reduction-rules"})),
-    Mutant("02_autograd", "selection-rules",  # maximum gives a tie's whole gradient to a
+    Mutant("02_autograd", "limit-rules",  # maximum gives a tie's whole gradient to a
            "share = _larger_share(a.data, b.data)",
            "share = a.data >= b.data",
-           frozenset({"test-selection-rules"})),
+           frozenset({"test-limit-rules"})),
     Mutant("02_autograd", "view-rules",  # every index treated as a slice: repeated indices counted once
            "    if _is_basic(index):\n        full[index] = grad\n    else:\n        np.add.at(full, index, grad)\n",
            "    full[index] = grad\n",
