@@ -183,8 +183,9 @@ def _check_rule(op):
         name = getattr(op, "__name__", repr(op))
         module = module_of(inspect.unwrap(op).__globals__) if callable(op) else None
         where = f"module {module} (modules/{module}/{module}.ipynb)" if module else "the module that defines it"
+        then = f", then run `tito export {module[:2]}`" if module else ""
         raise NotImplementedError(f"{name} has no backward rule, so autograd cannot record it: complete {where}, "
-                                  f"where `@backward_rule({name})` sits beside it")
+                                  f"where `@backward_rule({name})` sits beside it{then}")
 
 # %% ../../modules/01_tensor/01_tensor.ipynb #broadcast
 def broadcast_shape(op, shape_a, shape_b):
