@@ -31,18 +31,18 @@ MUTANTS = [
            "fits = (a.size == known) if not unknown else (len(unknown) == 1 and known > 0 and a.size % known == 0)",
            "fits = a.size == known",
            frozenset({"test-views"})),
-    Mutant("02_autograd", "elementwise-rules",
+    Mutant("02_autograd", "arithmetic-rules",
            "return unbroadcast(grad, a.shape), unbroadcast(grad, b.shape)",
            "return grad, grad",
-           frozenset({"test-elementwise-rules", "test-gradcheck"})),
+           frozenset({"test-arithmetic-rules", "test-gradcheck"})),
     Mutant("02_autograd", "topological-order",
            "        if id(node) in visited:\n            continue\n",
            "",
            frozenset({"test-topological-order"})),
-    Mutant("01_tensor", "more-reductions",  # variance without Bessel's correction
+    Mutant("01_tensor", "var",  # variance without Bessel's correction
            "data = squares / (a.size // max(np.size(squares), 1) - correction)",
            "data = squares / (a.size // max(np.size(squares), 1))",
-           frozenset({"test-more-reductions"})),
+           frozenset({"test-var"})),
     Mutant("01_tensor", "selection",  # masked_fill keeps the masked elements instead of the others
            "data = np.where(mask, np.asarray(value, dtype=a.dtype), a.data)",
            "data = np.where(mask, a.data, np.asarray(value, dtype=a.dtype))",
@@ -55,10 +55,10 @@ MUTANTS = [
            "(2 / (count - correction))",
            "(2 / count)",
            frozenset({"test-more-reduction-rules"})),
-    Mutant("02_autograd", "selection-rules",  # maximum gives a tie's whole gradient to a
+    Mutant("02_autograd", "limit-rules",  # maximum gives a tie's whole gradient to a
            "share = _larger_share(a.data, b.data)",
            "share = a.data >= b.data",
-           frozenset({"test-selection-rules"})),
+           frozenset({"test-limit-rules"})),
     Mutant("02_autograd", "view-rules",  # every index treated as a slice: repeated indices counted once
            "    if _is_basic(index):\n        full[index] = grad\n    else:\n        np.add.at(full, index, grad)\n",
            "    full[index] = grad\n",
