@@ -102,10 +102,10 @@ def _as_gemm_rows(out_channels, block):
 @tensor_op
 def conv2d(x, weight, bias=None, stride=1, padding=0, chunk_bytes=None):
     """2-D convolution of NCHW `x` with `weight` (O, C, KH, KW): im2col + one GEMM per slice of the batch."""
-    kernel, stride, padding, (oh, ow) = _geometry(x.shape, weight.shape, stride, padding)
-    if x.ndim != 4 or x.shape[1] != weight.shape[1]:
+    if x.ndim != 4 or weight.ndim != 4 or x.shape[1] != weight.shape[1]:
         raise ValueError(f"conv2d: input of shape {x.shape} must be (N, {weight.shape[1]}, H, W) "
-                         f"for a weight of shape {weight.shape}")
+                         f"for a weight of shape {weight.shape} (out, in, KH, KW)")
+    kernel, stride, padding, (oh, ow) = _geometry(x.shape, weight.shape, stride, padding)
     n_images, out_channels = x.shape[0], weight.shape[0]
     w2 = weight.data.reshape(out_channels, -1)  # (O, C*KH*KW)
     out = np.empty((n_images, out_channels, oh, ow), dtype=np.result_type(x.data, weight.data))
