@@ -1,0 +1,21 @@
+"""Module 11's plausible wrong answers (see tests/mutants.py)."""
+from tests.mutants import Mutant
+
+MUTANTS = [
+    Mutant("11_normalization", "batch-norm",  # biased running variance (forgets m / (m - 1))
+           "running_var.data += momentum * var.reshape(-1) * count / (count - 1)",
+           "running_var.data += momentum * var.reshape(-1)",
+           frozenset({"test-running-stats"})),
+    Mutant("11_normalization", "batch-norm",  # batch statistics in eval mode too
+           "mean, var = running_mean.data.reshape(channel), running_var.data.reshape(channel)",
+           "mean, var = moments(x.data, axes)",
+           frozenset({"test-batch-norm-eval"})),
+    Mutant("11_normalization", "layer-norm",  # standardised over the leading axes instead of the last ones
+           "axes = tuple(range(x.ndim - len(normalized_shape), x.ndim))",
+           "axes = tuple(range(len(normalized_shape)))",
+           frozenset({"test-layer-norm"})),
+    Mutant("11_normalization", "moments",  # the variance's share of the gradient dropped
+           "    return rstd * (grad_xhat - mean_grad - xhat * mean_projection)",
+           "    return rstd * (grad_xhat - mean_grad)",
+           frozenset({"test-moments", "test-layer-norm-backward", "test-batch-norm-backward"})),
+]
