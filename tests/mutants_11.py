@@ -18,4 +18,8 @@ MUTANTS = [
            "    return rstd * (grad_xhat - mean_grad - xhat * mean_projection)",
            "    return rstd * (grad_xhat - mean_grad)",
            frozenset({"test-moments", "test-layer-norm-backward", "test-batch-norm-backward"})),
+    Mutant("11_normalization", "residual-block",  # the identity path dropped: a plain two-layer block
+           "return relu(out + identity)",
+           "return relu(out)",
+           frozenset({"test-residual-block"})),
 ]

@@ -2,7 +2,7 @@
 
 # %% auto #0
 __all__ = ['moments', 'normalized_grad', 'layer_norm', 'layer_norm_backward', 'LayerNorm', 'batch_norm', 'batch_norm_backward',
-           'BatchNorm1d', 'BatchNorm2d']
+           'BatchNorm1d', 'BatchNorm2d', 'ResidualBlock', 'fold_batch_norm']
 
 # %% ../../modules/11_normalization/11_normalization.ipynb #imports
 import numpy as np
@@ -10,6 +10,7 @@ from ..core.tensor import Tensor, tensor_op
 from ..core.autograd import backward_rule
 from .activations import relu
 from .layers import Module, Parameter, Sequential
+from .conv import Conv2d
 
 # %% ../../modules/11_normalization/11_normalization.ipynb #moments
 def moments(data, axes):
@@ -169,3 +170,41 @@ class BatchNorm1d(_BatchNorm):
 class BatchNorm2d(_BatchNorm):
     """Batch normalization of (N, C, H, W) images, one mean and variance per channel."""
     input_ndims, layout = (4,), "(N, C, H, W)"
+
+# %% ../../modules/11_normalization/11_normalization.ipynb #residual-block
+class ResidualBlock(Module):
+    """The basic block of ResNet: relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))."""
+
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__()
+        self.conv1 = Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = BatchNorm2d(out_channels)
+        self.conv2 = Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn2 = BatchNorm2d(out_channels)
+        self.shortcut = None
+        if stride != 1 or in_channels != out_channels:  # a projection, so both branches have one shape
+            self.shortcut = Sequential(Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                                       BatchNorm2d(out_channels))
+
+    def forward(self, x):
+        ### BEGIN SOLUTION
+        out = relu(self.bn1(self.conv1(x)))        # (N, out, H / stride, W / stride)
+        out = self.bn2(self.conv2(out))
+        identity = x if self.shortcut is None else self.shortcut(x)
+        return relu(out + identity)
+        ### END SOLUTION
+
+# %% ../../modules/11_normalization/11_normalization.ipynb #fold-batch-norm
+def fold_batch_norm(conv, bn):
+    """One Conv2d computing bn(conv(x)) of eval mode: the BatchNorm's affine map folded into the weights."""
+    out_channels, in_channels, kernel, _ = conv.weight.shape  # (out, in, kh, kw)
+    folded = Conv2d(in_channels, out_channels, kernel, stride=conv.stride, padding=conv.padding, bias=True)
+    ### BEGIN SOLUTION
+    scale = 1 / np.sqrt(bn.running_var.data + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight.data
+    folded.weight.data[...] = conv.weight.data * scale.reshape(-1, 1, 1, 1)
+    conv_bias = 0 if conv.bias is None else conv.bias.data
+    folded.bias.data[...] = (conv_bias - bn.running_mean.data) * scale + (0 if bn.bias is None else bn.bias.data)
+    ### END SOLUTION
+    return folded
