@@ -7,7 +7,9 @@ from hypothesis import given, strategies as st
 
 from tinytorch.core.autograd import gradcheck
 from tinytorch.core.tensor import Tensor
-from tinytorch.nn.norm import BatchNorm1d, BatchNorm2d, LayerNorm, batch_norm, layer_norm, moments, normalized_grad
+from tinytorch.nn.conv import Conv2d
+from tinytorch.nn.norm import (BatchNorm1d, BatchNorm2d, LayerNorm, ResidualBlock, batch_norm, fold_batch_norm, layer_norm,
+                                moments, normalized_grad)
 
 
 def leaf(array):
@@ -197,3 +199,85 @@ def test_load_state_dict_restores_eval_behaviour():
     copy.load_state_dict(bn.state_dict())
     copy.eval()
     assert np.array_equal(copy(x).data, bn(x).data) and copy.num_batches_tracked.item() == 3
+
+
+# --- residual blocks and folding ---------------------------------------------------------------------
+
+def torch_block(torch, ours):
+    """PyTorch's basic block (torchvision's BasicBlock shape) holding our block's weights and statistics."""
+    nn = torch.nn
+
+    class Block(nn.Module):
+        def __init__(self, c_in, c_out, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False, dtype=torch.float64)
+            self.bn1 = nn.BatchNorm2d(c_out, dtype=torch.float64)
+            self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False, dtype=torch.float64)
+            self.bn2 = nn.BatchNorm2d(c_out, dtype=torch.float64)
+            self.shortcut = None if ours.shortcut is None else nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride, bias=False, dtype=torch.float64), nn.BatchNorm2d(c_out, dtype=torch.float64))
+
+        def forward(self, x):
+            out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+            return torch.relu(out + (x if self.shortcut is None else self.shortcut(x)))
+
+    theirs = Block(ours.conv1.in_channels, ours.conv1.out_channels, ours.conv1.stride)
+    state = {name.replace("layers.", ""): torch.tensor(value) for name, value in ours.state_dict().items()}
+    theirs.load_state_dict(state)
+    return theirs
+
+
+@pytest.mark.parametrize("c_in, c_out, stride", [(3, 3, 1), (2, 4, 2), (3, 4, 1)])
+def test_residual_block_matches_pytorch_in_train_and_eval(torch, c_in, c_out, stride):
+    ours = float64(ResidualBlock(c_in, c_out, stride))
+    theirs = torch_block(torch, ours)
+    for mode in ("train", "eval"):
+        getattr(ours, mode)()
+        getattr(theirs, mode)()
+        array = draw(1, (3, c_in, 5, 5))
+        x, reference = leaf(array), torch.tensor(array, requires_grad=True)
+        out, expected = ours(x), theirs(reference)
+        upstream = draw(2, out.shape)
+        ours.zero_grad()
+        theirs.zero_grad()
+        out.backward(upstream)
+        expected.backward(torch.tensor(upstream))
+        assert np.allclose(out.data, expected.detach().numpy(), atol=1e-10), mode
+        assert np.allclose(x.grad.data, reference.grad.numpy(), atol=1e-9), mode
+        reference_grads = {name.replace("shortcut.", "shortcut.layers."): p.grad.numpy()
+                           for name, p in theirs.named_parameters()}
+        for name, parameter in ours.named_parameters():
+            assert np.allclose(parameter.grad.data, reference_grads[name], atol=1e-9), (mode, name)
+    assert np.allclose(ours.bn1.running_var.data, theirs.bn1.running_var.numpy())
+
+
+def test_residual_block_gradcheck_every_parameter():
+    block = float64(ResidualBlock(2, 3, stride=2))
+    x = leaf(draw(0, (2, 2, 4, 4)))
+    assert gradcheck(lambda x, *params: block(x), x, *block.parameters())
+    assert [name for name, _ in block.named_parameters()][-3:] == ["shortcut.layers.0.weight", "shortcut.layers.1.weight",
+                                                                  "shortcut.layers.1.bias"]
+
+
+def test_identity_block_without_the_residual_branch_is_relu():
+    block = ResidualBlock(2, 2)
+    assert block.shortcut is None
+    block.conv2.weight.data[...] = 0
+    x = Tensor(draw(0, (2, 2, 3, 3)), dtype=np.float32)
+    assert np.allclose(block(x).data, np.maximum(x.data, 0), atol=1e-6)
+
+
+@pytest.mark.parametrize("bias, stride, affine", [(False, 1, True), (True, 2, True), (True, 1, False)])
+def test_fold_batch_norm_matches_conv_then_eval_batch_norm(bias, stride, affine):
+    rng = np.random.default_rng(0)
+    conv, bn = Conv2d(3, 5, 3, stride=stride, padding=1, bias=bias, dtype=np.float64), float64(BatchNorm2d(5, affine=affine))
+    bn.running_mean.data[...], bn.running_var.data[...] = rng.standard_normal(5), rng.uniform(0.3, 3.0, 5)
+    if affine:
+        bn.weight.data[...], bn.bias.data[...] = rng.standard_normal(5), rng.standard_normal(5)
+    bn.eval()
+    x = Tensor(draw(1, (2, 3, 7, 7)))
+    before = {name: value.copy() for name, value in [*conv.state_dict().items(), *bn.state_dict().items()]}
+    folded = fold_batch_norm(conv, bn)
+    assert np.allclose(folded(x).data, bn(conv(x)).data, atol=1e-5)
+    after = {**conv.state_dict(), **bn.state_dict()}
+    assert all(np.array_equal(before[name], after[name]) for name in before)
