@@ -29,7 +29,11 @@ def normalized_grad(grad_xhat, xhat, rstd, axes):
     ### BEGIN SOLUTION
     mean_grad = grad_xhat.mean(axis=axes, keepdims=True)
     mean_projection = (grad_xhat * xhat).mean(axis=axes, keepdims=True)
-    return rstd * (grad_xhat - mean_grad - xhat * mean_projection)
+    grad_x = xhat * -mean_projection  # one new array, then in place: these arrays are as large as x
+    grad_x += grad_xhat
+    grad_x -= mean_grad
+    grad_x *= rstd
+    return grad_x
     ### END SOLUTION
 
 # %% ../../modules/11_normalization/11_normalization.ipynb #layer-norm
@@ -55,7 +59,8 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     axes = tuple(range(x.ndim - len(normalized_shape), x.ndim))  # the last len(normalized_shape) axes
     mean, var = moments(x.data, axes)
     rstd = 1 / np.sqrt(var + eps)
-    xhat = (x.data - mean) * rstd
+    xhat = x.data - mean
+    xhat *= rstd  # in place: one array the size of x instead of two
     data = xhat if weight is None else xhat * weight.data + bias.data
     ### END SOLUTION
     return Tensor.from_op(data, layer_norm, parents, axes=axes, xhat=xhat, rstd=rstd)
@@ -111,7 +116,8 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     else:
         mean, var = running_mean.data.reshape(channel), running_var.data.reshape(channel)
     rstd = 1 / np.sqrt(var + eps)
-    xhat = (x.data - mean) * rstd
+    xhat = x.data - mean
+    xhat *= rstd  # in place: one array the size of x instead of two
     data = xhat if weight is None else xhat * weight.data.reshape(channel) + bias.data.reshape(channel)
     ### END SOLUTION
     return Tensor.from_op(data.astype(x.dtype, copy=False), batch_norm, parents,
