@@ -63,13 +63,13 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     xhat *= rstd  # in place: one array the size of x instead of two
     data = xhat if weight is None else xhat * weight.data + bias.data
     ### END SOLUTION
-    return Tensor.from_op(data, layer_norm, parents, axes=axes, xhat=xhat, rstd=rstd)
+    return Tensor.from_op(data.astype(x.dtype, copy=False), layer_norm, parents, axes=axes, xhat=xhat, rstd=rstd)
 
 
 @backward_rule(layer_norm)
 def layer_norm_backward(grad, out, x, weight=None, bias=None, *, axes, xhat, rstd):
     ### BEGIN SOLUTION
-    grad_x = normalized_grad(grad if weight is None else grad * weight.data, xhat, rstd, axes)
+    grad_x = normalized_grad(grad if weight is None else grad * weight.data, xhat, rstd, axes).astype(x.dtype, copy=False)
     if weight is None:
         return (grad_x,)
     sample_axes = tuple(range(x.ndim - len(axes)))
