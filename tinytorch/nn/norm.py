@@ -14,10 +14,11 @@ from .conv import Conv2d
 
 # %% ../../modules/11_normalization/11_normalization.ipynb #standardize
 def sum_of_product(a, b, axes):
-    """sum(a * b) over `axes` (kept as size-1 axes), without making the array a * b."""
+    """sum(a * b) over `axes` (kept as size-1 axes), without making the array a * b; at least float32."""
     letters = "abcdefghijklmnopqrstuvwxyz"[:a.ndim]
     kept = "".join(letter for axis, letter in enumerate(letters) if axis not in axes)
-    total = np.einsum(f"{letters},{letters}->{kept}", a, b)
+    accumulate = np.promote_types(a.dtype, np.float32)  # float16 sums accumulate in float32
+    total = np.einsum(f"{letters},{letters}->{kept}", a, b, dtype=accumulate)
     return total.reshape([1 if axis in axes else size for axis, size in enumerate(a.shape)])
 
 
