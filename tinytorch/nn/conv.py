@@ -102,10 +102,10 @@ def _as_gemm_rows(out_channels, block):
 @tensor_op
 def conv2d(x, weight, bias=None, stride=1, padding=0, chunk_bytes=None):
     """2-D convolution of NCHW `x` with `weight` (O, C, KH, KW): im2col + one GEMM per slice of the batch."""
-    kernel, stride, padding, (oh, ow) = _geometry(x.shape, weight.shape, stride, padding)
-    if x.ndim != 4 or x.shape[1] != weight.shape[1]:
+    if x.ndim != 4 or weight.ndim != 4 or x.shape[1] != weight.shape[1]:
         raise ValueError(f"conv2d: input of shape {x.shape} must be (N, {weight.shape[1]}, H, W) "
-                         f"for a weight of shape {weight.shape}")
+                         f"for a weight of shape {weight.shape} (out, in, KH, KW)")
+    kernel, stride, padding, (oh, ow) = _geometry(x.shape, weight.shape, stride, padding)
     n_images, out_channels = x.shape[0], weight.shape[0]
     w2 = weight.data.reshape(out_channels, -1)  # (O, C*KH*KW)
     out = np.empty((n_images, out_channels, oh, ow), dtype=np.result_type(x.data, weight.data))
@@ -169,27 +169,33 @@ def _pool_geometry(x, kernel_size, stride):
 # %% ../../modules/10_convolutions/10_convolutions.ipynb #max-pool
 @tensor_op
 def max_pool2d(x, kernel_size, stride=None):
-    """The maximum of every window; the winning offset of each is kept for backward."""
+    """The maximum of every window."""
     kernel, stride, out_size = _pool_geometry(x, kernel_size, stride)
     ### BEGIN SOLUTION
-    offsets = list(product(range(kernel[0]), range(kernel[1])))
-    best = _offset_view(x.data, offsets[0], stride, out_size).copy()
-    winner = np.zeros(best.shape, dtype=np.uint8 if len(offsets) < 256 else np.int32)
-    for index, offset in enumerate(offsets[1:], start=1):
-        candidate = _offset_view(x.data, offset, stride, out_size)
-        better = candidate > best
-        np.copyto(best, candidate, where=better)
-        np.copyto(winner, index, where=better)
+    offsets = product(range(kernel[0]), range(kernel[1]))
+    best = _offset_view(x.data, next(offsets), stride, out_size).copy()
+    for offset in offsets:
+        np.maximum(best, _offset_view(x.data, offset, stride, out_size), out=best)
     ### END SOLUTION
-    return Tensor.from_op(best, max_pool2d, (x,), kernel=kernel, stride=stride, winner=winner)
+    return Tensor.from_op(best, max_pool2d, (x,), kernel=kernel, stride=stride)
 
 
 @backward_rule(max_pool2d)
-def max_pool2d_backward(grad, out, x, kernel, stride, winner):
+def max_pool2d_backward(grad, out, x, kernel, stride):
     ### BEGIN SOLUTION
     dx = np.zeros_like(x.data)
-    for index, offset in enumerate(product(range(kernel[0]), range(kernel[1]))):
-        _offset_view(dx, offset, stride, winner.shape[2:])[...] += grad * (winner == index)
+    unclaimed = np.ones(out.shape, dtype=bool)  # windows whose winner is not found yet
+    winner = np.empty(out.shape, dtype=bool)
+    disjoint = stride[0] >= kernel[0] and stride[1] >= kernel[1]
+    for offset in product(range(kernel[0]), range(kernel[1])):
+        np.equal(_offset_view(x.data, offset, stride, out.shape[2:]), out.data, out=winner)
+        winner &= unclaimed  # only the first maximum of a window wins
+        unclaimed ^= winner
+        target = _offset_view(dx, offset, stride, out.shape[2:])
+        if disjoint:  # windows do not overlap: each input gets at most one gradient, write it directly
+            np.multiply(grad, winner, out=target)
+        else:
+            target += grad * winner
     return (dx,)
     ### END SOLUTION
 
