@@ -184,3 +184,22 @@ def test_tito_test_prints_no_kernel_warnings(student_copy):
     _, folder = student_copy
     result = tito("test", "01", cwd=folder)
     assert "WARNING" not in result.stdout + result.stderr and "IPKernelApp" not in result.stdout + result.stderr
+
+
+def test_export_of_a_notebook_that_does_not_compile_names_the_cell_and_keeps_the_previous_export(student_copy, tmp_path):
+    _, folder = student_copy
+    mine = shutil.copytree(folder, tmp_path / "bob", ignore=shutil.ignore_patterns("__pycache__", ".tito"))
+    exported = mine / "tinytorch" / "core" / "tensor.py"
+    before = exported.read_bytes()
+    notebook_path = mine / "modules" / "01_tensor" / "01_tensor.ipynb"
+    notebook = json.loads(notebook_path.read_text())
+    cell = next(c for c in notebook["cells"] if c.get("id") == "broadcast")
+    cell["source"] = "".join(cell["source"]).replace("    ### YOUR CODE HERE\n", "    ### YOUR CODE HERE\n    shape = (1,\n", 1)
+    assert "shape = (1," in cell["source"]
+    notebook_path.write_text(json.dumps(notebook))
+    result = tito("export", "01", cwd=mine)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stdout + result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "cell 'broadcast'" in result.stderr and "line " in result.stderr, result.stderr
+    assert "tinytorch/core/tensor.py" in result.stderr and "unchanged" in result.stderr, result.stderr
+    assert exported.read_bytes() == before
