@@ -203,3 +203,17 @@ def test_export_of_a_notebook_that_does_not_compile_names_the_cell_and_keeps_the
     assert "cell 'broadcast'" in result.stderr and "line " in result.stderr, result.stderr
     assert "tinytorch/core/tensor.py" in result.stderr and "unchanged" in result.stderr, result.stderr
     assert exported.read_bytes() == before
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_demo_removes_its_scratch_course_unless_kept(monkeypatch, capsys, keep):
+    from tito import cli, grading
+    made = []
+    monkeypatch.setattr(cli.demo, "scratch_course", lambda root: made.append(demo.copy_course(root, demo.tempfile.mkdtemp())) or made[-1])
+    monkeypatch.setattr(cli.course, "release", lambda root, modules: [])
+    monkeypatch.setattr(cli.demo, "submit_class", lambda root, modules: None)
+    monkeypatch.setattr(grading, "autograde", lambda *a, **k: [])
+    monkeypatch.chdir(ROOT)
+    assert cli.main(["demo", "01", "--no-sandbox", *(["--keep"] if keep else [])]) == 0
+    assert made and made[0].exists() == keep
+    shutil.rmtree(made[0], ignore_errors=True)

@@ -5,6 +5,7 @@ stderr and exit status 2, never a traceback.
 """
 import argparse
 import os
+import shutil
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -104,15 +105,21 @@ def cmd_report(args):
 
 def cmd_demo(args):
     root = find_course()
+    if not args.no_sandbox:
+        sandbox.require()
     scratch = demo.scratch_course(root)
-    modules = resolve(scratch, args.modules)
-    print(f"demo course in {scratch}")
-    course.release(scratch, modules)
-    demo.submit_class(scratch, modules)
-    for module in modules:
-        grading.autograde(scratch, module, sandboxed=not args.no_sandbox, on_outcome=_print_outcome)
-    print()
-    print(gradebook.table(gradebook.scores(scratch)))
+    print(f"demo course in {scratch} ({'kept' if args.keep else 'removed at the end; --keep keeps it'})")
+    try:
+        modules = resolve(scratch, args.modules)
+        course.release(scratch, modules)
+        demo.submit_class(scratch, modules)
+        for module in modules:
+            grading.autograde(scratch, module, sandboxed=not args.no_sandbox, on_outcome=_print_outcome)
+        print()
+        print(gradebook.table(gradebook.scores(scratch)))
+    finally:
+        if not args.keep:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def cmd_sandbox(args):
@@ -199,6 +206,7 @@ def parser():
     demo_cmd = command("demo", cmd_demo, "build the course and grade a demo class (honest, blank, cheat, half) in a scratch copy")
     demo_cmd.add_argument("modules", **modules_arg)
     demo_cmd.add_argument("--no-sandbox", action="store_true", help="grade without bubblewrap")
+    demo_cmd.add_argument("--keep", action="store_true", help="keep the scratch course (default: removed at the end)")
     command("sandbox", cmd_sandbox, "instructor: check that submissions can be graded in the sandbox here")
     command("student", cmd_student, "instructor: create a student's working copy from the release").add_argument("folder", help="new folder")
     command("export", cmd_export, "student: export module notebooks into your tinytorch/").add_argument("modules", nargs="+", metavar="NN")
