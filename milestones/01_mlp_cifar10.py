@@ -21,7 +21,6 @@ Data: read-only copies are looked for in $TINYTORCH_DATA and ../shared/data, the
 $TINYTORCH_CACHE (default ~/.cache/tinytorch); otherwise the canonical archive is downloaded (see
 tinytorch.data.load_cifar10).
 """
-import argparse
 import json
 import sys
 import time

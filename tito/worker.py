@@ -2,9 +2,10 @@
 
 The worker reads the course (source notebook, reference package, a snapshot of the gradebook) and
 writes only into the job's scratch folder: the repaired copy of the submission, its grading copy of
-the package, a private gradebook that nbgrader autogrades into, and `result.json` (and the kernel's
-sockets, in a short-lived folder of /tmp when the scratch path is too long for a Unix socket). The parent process
-is the only writer of the real gradebook, so a worker killed at any moment changes no stored grade.
+the package, a private gradebook that nbgrader autogrades into, and `result.json` (the kernel's
+sockets go to a short-lived folder of /tmp when the scratch path is too long for a Unix socket). The
+parent process is the only writer of the real gradebook, so a worker killed at any moment changes no
+stored grade.
 Student code runs only in the kernel, which is sandboxed (tito/sandbox.py) and supervised here by
 SandboxedExecute: a time budget per cell and per submission, restarts after a dead or stuck kernel.
 """
