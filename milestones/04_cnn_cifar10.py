@@ -20,20 +20,22 @@ images are evaluated once, at the end. Every run writes into its own folder unde
 (gitignored): metrics.jsonl (one line per epoch), curves.png, accuracy_vs_time.png, checkpoint.npz
 (resumable), best.npz (best validation accuracy), summary.json (with test_accuracy, wall_seconds and
 the per-step time split into data, forward, backward and optimizer), profile.txt (module 09's per-operation
-profile of those steps).
-Ctrl-C stops cleanly after saving a checkpoint.
+profile of those steps); a --quick run drops its checkpoints when it finishes. Ctrl-C stops cleanly after
+saving a checkpoint and prints the command that resumes it.
 
-    python milestones/04_cnn_cifar10.py                 # the full run
-    python milestones/04_cnn_cifar10.py --quick         # smoke test on a small slice (well under a minute)
-    python milestones/04_cnn_cifar10.py --resume milestones/runs/<run>/checkpoint.npz
+    bash scripts/milestone.sh 04_cnn_cifar10            # the full run
+    bash scripts/milestone.sh 04_cnn_cifar10 --quick    # smoke test on a small slice (well under a minute)
+    bash scripts/milestone.sh 04_cnn_cifar10 --resume milestones/runs/<run>/checkpoint.npz
+    python milestones/04_cnn_cifar10.py ...             # the same, inside the activated .venv
 """
-import argparse
 import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from _common import MilestoneError, cifar10, clean_quick_run, milestone_parser, parse, resume, resume_command, run, timing
 
 HERE = Path(__file__).resolve().parent
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -79,15 +81,11 @@ def smoothed_cross_entropy(smoothing):
     return loss
 
 
-class UsageError(Exception):
-    """A mistake in the command line or its files: one line on stderr, exit status 2."""
-
-
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=8, help="training epochs (default 8)")
+    parser = milestone_parser(__doc__, epochs=8, batch_size=256,
+                              quick="1,024 training, 256 validation and 256 test images, width 8, batches of 64, "
+                                    "2 epochs")
     parser.add_argument("--width", type=int, default=16, help="channels of the first convolution (default 16)")
-    parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=0.2, help="peak learning rate of SGD (default 0.2)")
     parser.add_argument("--momentum", type=float, default=0.9, help="Nesterov momentum (default 0.9)")
     parser.add_argument("--weight-decay", type=float, default=5e-4)
@@ -96,37 +94,25 @@ def parse_args(argv=None):
     parser.add_argument("--crop-padding", type=int, default=2,
                         help="random translation by up to this many pixels (pad and crop; 0: off; default 2)")
     parser.add_argument("--no-flip", action="store_true", help="turn off random horizontal flips")
-    parser.add_argument("--val-size", type=int, default=5000, help="training images held out for validation")
     parser.add_argument("--train-size", type=int, help="train on only the first N images of the training split "
                         "(short model-selection runs; default: all 45,000)")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the split, the initialisation and the batches")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke test: 1,024 training, 256 validation and 256 test images, width 8, 2 epochs")
-    parser.add_argument("--skip-test", action="store_true",
-                        help="model-selection runs: report validation accuracy only, never look at the test set")
-    parser.add_argument("--run-dir", type=Path, help="output folder (default milestones/runs/cnn_cifar10-<time>)")
-    parser.add_argument("--resume", type=Path, help="continue from a checkpoint.npz written by an earlier run")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown on a terminal)")
-    args = parser.parse_args(argv)
     given = argv if argv is not None else sys.argv[1:]
+    args = parse(parser, argv, train_size=50_000, quick_epochs=2)
     if args.quick:
-        args.epochs = args.epochs if "--epochs" in given else 2
         args.width = args.width if "--width" in given else 8
         args.batch_size = args.batch_size if "--batch-size" in given else 64
-    for name in ("epochs", "width", "batch_size", "val_size", "train_size"):
+    for name in ("width", "train_size"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+            raise MilestoneError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if not 0 <= args.label_smoothing < 1:
-        raise UsageError(f"--label-smoothing must be in [0, 1), got {args.label_smoothing}")
-    if args.resume is not None and not args.resume.is_file():
-        raise UsageError(f"--resume {args.resume}: no such checkpoint file")
+        raise MilestoneError(f"--label-smoothing must be in [0, 1), got {args.label_smoothing}")
     return args
 
 
 def prepare_data(args):
     """Train/validation/test arrays; the normalisation statistics come from the training split only."""
-    from tinytorch.data import channel_stats, load_cifar10, train_val_split
-    (train_x, train_y), (test_x, test_y) = load_cifar10(progress=not args.no_progress)
+    from tinytorch.data import channel_stats, train_val_split
+    (train_x, train_y), (test_x, test_y) = cifar10(args)
     (train_x, train_y), (val_x, val_y) = train_val_split(train_x, train_y, args.val_size, seed=args.seed)
     if args.quick:
         train_x, train_y, val_x, val_y = train_x[:1024], train_y[:1024], val_x[:256], val_y[:256]
@@ -203,17 +189,7 @@ def describe(record, epochs):
 
 
 def main(argv=None):
-    from tinytorch.data import DataFileError
-    from tinytorch.train.loop import CheckpointError
-    try:
-        args = parse_args(argv)
-        return train(args, argv)
-    except (UsageError, DataFileError, CheckpointError) as error:  # expected mistakes: one line, no traceback
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-
-
-def train(args, argv):
+    args = parse_args(argv)
     from tinytorch.nn.layers import manual_seed
     from tinytorch.optim import SGD
     from tinytorch.train.loop import Trainer, WarmupCosine, evaluate
@@ -234,9 +210,7 @@ def train(args, argv):
     print(f"CIFAR-10 CNN (width {args.width}): {sum(p.size for p in model.parameters()):,} parameters; "
           f"{len(train[1]):,} training, {len(val[1]):,} validation, {len(test[1]):,} test images; {args.epochs} epochs "
           f"of {len(train_loader)} batches of {args.batch_size}; run folder {run_dir}", flush=True)
-    if args.resume:
-        trainer.resume(args.resume)
-        print(f"resumed from {args.resume} at epoch {trainer.epoch + 1}, batch {trainer.batch}", flush=True)
+    resume(trainer, args)
     split = time_split(model, loss_fn, optimizer, train_loader, 2 if args.quick else 5, run_dir)
     per_epoch = {phase: seconds * len(train_loader) for phase, seconds in split.items()}
     print("time per step: " + ", ".join(f"{phase} {seconds * 1e3:.1f} ms" for phase, seconds in split.items())
@@ -244,8 +218,7 @@ def train(args, argv):
           + f" (per-operation profile: {Path(run_dir) / 'profile.txt'})", flush=True)
     trainer.fit(args.epochs)
     if trainer.stop_requested:
-        print(f"stopped; continue with: python milestones/{Path(__file__).name} --resume {run_dir / 'checkpoint.npz'}"
-              + "".join(_rebuild_flags(argv)))
+        print(resume_command(__file__, Path(run_dir) / "checkpoint.npz", argv))
         return 130
     plot_accuracy_vs_time(trainer.history, Path(run_dir) / "accuracy_vs_time.png")
     result = None if args.skip_test else evaluate(model, test_loader.batches(0), loss_fn)
@@ -262,25 +235,12 @@ def train(args, argv):
     tested = "test accuracy not measured (--skip-test)" if result is None else \
         f"test accuracy {result['accuracy']:.4f} (loss {result['loss']:.4f})"
     print(f"{tested} after {args.epochs} epochs; validation {final.get('val_accuracy', float('nan')):.4f}; "
-          f"wall time {wall:.0f} s ({summary['train_seconds']:.0f} s training)", flush=True)
+          f"{timing(wall, trainer.history, args.resume)}", flush=True)
     print(f"curves: {Path(run_dir) / 'curves.png'}, {Path(run_dir) / 'accuracy_vs_time.png'}  "
           f"metrics: {Path(run_dir) / 'metrics.jsonl'}")
+    clean_quick_run(args, run_dir)
     return 0
 
 
-def _rebuild_flags(argv):
-    """The original command-line flags, except --resume/--run-dir, so a resumed run has the same configuration."""
-    flags, skip = [], False
-    for token in (argv if argv is not None else sys.argv[1:]):
-        if skip:
-            skip = False
-            continue
-        if token in ("--resume", "--run-dir"):
-            skip = True
-            continue
-        flags.append(" " + token)
-    return flags
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

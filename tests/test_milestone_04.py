@@ -21,8 +21,9 @@ def test_help_lists_the_options():
 
 
 @pytest.mark.parametrize("args, message", [(["--epochs", "0"], "--epochs must be at least 1"),
+                                           (["--width", "0"], "--width must be at least 1"),
                                            (["--label-smoothing", "1.5"], "--label-smoothing must be in [0, 1)"),
-                                           (["--resume", "no/such/checkpoint.npz"], "no such checkpoint file")])
+                                           (["--resume", "no/such/checkpoint.npz"], "no such checkpoint")])
 def test_mistakes_print_one_line_and_exit_2(args, message):
     result = run(*args)
     assert result.returncode == 2 and message in result.stderr
@@ -39,5 +40,6 @@ def test_quick_mode_learns_on_real_cifar10(cifar, tmp_path):  # noqa: F811
     assert summary["wall_seconds"] > 0 and set(summary["step_seconds"]) == {"data", "forward", "backward", "optimizer"}
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2]
-    for name in ("curves.png", "accuracy_vs_time.png", "profile.txt", "checkpoint.npz", "best.npz"):
+    for name in ("curves.png", "accuracy_vs_time.png", "profile.txt"):
         assert (tmp_path / name).stat().st_size > 0, name
+    assert not (tmp_path / "checkpoint.npz").exists(), "--quick keeps no checkpoints"
