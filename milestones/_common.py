@@ -21,6 +21,9 @@ anything is written; Ctrl-C during training is the Trainer's (checkpoint, then t
 
     if __name__ == "__main__":
         sys.exit(run(main))
+
+A script imports it as `from _common import ...` (a script's folder is on sys.path when it runs); code
+that loads a milestone by its path puts milestones/ on sys.path first (bench/mlp_step.py does).
 """
 import argparse
 import shlex
