@@ -35,9 +35,13 @@ BATCH, IN_FEATURES, CLASSES, LR = 128, 3072, 10, 0.01
 
 def milestone_model_builder():
     """`build_mlp` of the milestone script, so the benchmark times exactly the model the milestone trains."""
-    spec = importlib.util.spec_from_file_location("mlp_cifar10", ROOT / "milestones" / "01_mlp_cifar10.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(ROOT / "milestones"))  # where the script finds milestones/_common.py
+    try:
+        spec = importlib.util.spec_from_file_location("mlp_cifar10", ROOT / "milestones" / "01_mlp_cifar10.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(ROOT / "milestones"))
     return module.build_mlp
 
 

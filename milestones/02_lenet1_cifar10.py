@@ -10,11 +10,13 @@ built from the TinyTorch you wrote, kept as it was except for 3 input channels a
 trained with SGD + momentum, warm-up + cosine schedule, random flips and crops (modules 06-08, 10).
 Model selection uses 5,000 training images held out for validation; the 10,000 test images are
 evaluated once, at the end. Outputs go to milestones/runs/<run>/ (metrics.jsonl, curves.png,
-checkpoint.npz, best.npz, summary.json); Ctrl-C saves a checkpoint that --resume continues.
+checkpoint.npz, best.npz, summary.json; a --quick run drops its checkpoints when it finishes);
+Ctrl-C saves a checkpoint and prints the command that resumes it.
 
-    python milestones/02_lenet1_cifar10.py                # the full run
-    python milestones/02_lenet1_cifar10.py --quick        # smoke test on a small slice
-    python milestones/02_lenet1_cifar10.py --resume milestones/runs/<run>/checkpoint.npz
+    bash scripts/milestone.sh 02_lenet1_cifar10                  # the full run (installs what it needs first)
+    bash scripts/milestone.sh 02_lenet1_cifar10 --quick          # smoke test on a small slice
+    bash scripts/milestone.sh 02_lenet1_cifar10 --resume milestones/runs/<run>/checkpoint.npz
+    python milestones/02_lenet1_cifar10.py ...                   # the same, inside the activated .venv
 """
 import sys
 from pathlib import Path
@@ -22,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _lenet  # noqa: E402  (the LeNet milestones' shared run)
+from _lenet import run_milestone  # noqa: E402  (the LeNet milestones' shared run)
 
 DEFAULTS = {"epochs": 30, "lr": 0.05, "weight_decay": 1e-4, "crop_padding": 2}
 
@@ -36,7 +38,7 @@ def build_lenet1(dtype=np.float32):
 
 
 def main(argv=None):
-    return _lenet.run("lenet1_cifar10", "LeNet-1", build_lenet1, __doc__, DEFAULTS, argv)
+    return run_milestone(__file__, __doc__, "lenet1_cifar10", "LeNet-1", build_lenet1, DEFAULTS, argv)
 
 
 if __name__ == "__main__":

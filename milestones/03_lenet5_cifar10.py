@@ -10,11 +10,13 @@ as in ../shared/perf-anchors.md §3b) and adapted to 3 input channels:
 trained with SGD + momentum, warm-up + cosine schedule, weight decay, random flips and crops (modules
 06-08, 10). Model selection uses 5,000 training images held out for validation; the 10,000 test images
 are evaluated once, at the end. Outputs go to milestones/runs/<run>/ (metrics.jsonl, curves.png,
-checkpoint.npz, best.npz, summary.json); Ctrl-C saves a checkpoint that --resume continues.
+checkpoint.npz, best.npz, summary.json; a --quick run drops its checkpoints when it finishes);
+Ctrl-C saves a checkpoint and prints the command that resumes it.
 
-    python milestones/03_lenet5_cifar10.py                # the full run
-    python milestones/03_lenet5_cifar10.py --quick        # smoke test on a small slice
-    python milestones/03_lenet5_cifar10.py --resume milestones/runs/<run>/checkpoint.npz
+    bash scripts/milestone.sh 03_lenet5_cifar10                  # the full run (installs what it needs first)
+    bash scripts/milestone.sh 03_lenet5_cifar10 --quick          # smoke test on a small slice
+    bash scripts/milestone.sh 03_lenet5_cifar10 --resume milestones/runs/<run>/checkpoint.npz
+    python milestones/03_lenet5_cifar10.py ...                   # the same, inside the activated .venv
 """
 import sys
 from pathlib import Path
@@ -22,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _lenet  # noqa: E402  (the LeNet milestones' shared run)
+from _lenet import run_milestone  # noqa: E402  (the LeNet milestones' shared run)
 
 DEFAULTS = {"epochs": 30, "lr": 0.05, "weight_decay": 5e-4, "crop_padding": 4}
 
@@ -37,7 +39,7 @@ def build_lenet5(dtype=np.float32):
 
 
 def main(argv=None):
-    return _lenet.run("lenet5_cifar10", "LeNet-5", build_lenet5, __doc__, DEFAULTS, argv)
+    return run_milestone(__file__, __doc__, "lenet5_cifar10", "LeNet-5", build_lenet5, DEFAULTS, argv)
 
 
 if __name__ == "__main__":
