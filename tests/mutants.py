@@ -141,7 +141,7 @@ MUTANTS = [
            '        pass\n',
            frozenset({'test-atomic-save'})),
     Mutant('08_training', 'atomic-save',  # writes straight into the checkpoint
-           '    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")',
+           '    fd, tmp = new_file_beside(path)',
            '    fd, tmp = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), str(path)',
            frozenset({'test-atomic-save'})),
 ]

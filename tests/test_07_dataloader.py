@@ -447,3 +447,21 @@ def test_real_cifar10_when_available():
     assert np.all(np.bincount(ty) == 5000) and np.all(np.bincount(sy) == 1000)
     mean = tx[:5000].mean(axis=(0, 2, 3)) / 255
     assert np.allclose(mean, [0.4914, 0.4822, 0.4465], atol=0.01)
+
+
+def test_decoding_the_jpeg_copy_shows_progress(places, monkeypatch):
+    import tinytorch.data as data
+    mirror, cache = places
+    (mirror / "cifar10").mkdir()
+    archive = mirror / "cifar10" / "cifar10-jpg.tar.xz"
+    jpeg_tree(archive, {"train": 2, "test": 1})
+    source = replace(CIFAR10, jpeg_sha256=hashlib.sha256(archive.read_bytes()).hexdigest(),
+                     counts={"train": 20, "test": 10})
+    bars = []
+
+    def recording_bar(iterable, **options):
+        bars.append(options)
+        return iterable
+    monkeypatch.setattr(data, "tqdm", recording_bar)
+    load_cifar10(source, download_ok=False)
+    assert [bar["total"] for bar in bars] == [30], "one progress bar over the 30 images of the copy"

@@ -287,3 +287,15 @@ def test_resume_refuses_a_different_run_or_a_truncated_file(tmp_path):
     with pytest.raises(CheckpointError, match="checkpoint.npz: not a complete checkpoint"):
         fresh.resume(tmp_path / "checkpoint.npz")
     assert all(np.array_equal(a, b) for a, b in zip(before, weights(fresh.model))) and fresh.epoch == 0
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_run_files_get_the_permissions_the_umask_gives(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        make_trainer(tmp_path).fit(1)
+    finally:
+        os.umask(previous)
+    for name in ("checkpoint.npz", "best.npz", "metrics.jsonl", "curves.png"):
+        mode = (tmp_path / name).stat().st_mode & 0o777
+        assert mode == 0o666 & ~umask, f"{name}: mode {oct(mode)} under umask {oct(umask)}"

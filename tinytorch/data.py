@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 import tinytorch
 from .core.tensor import Tensor
 
@@ -466,7 +467,8 @@ def decode_jpeg_copy(archive, source, destination):
     labels = {"train": [], "test": []}
     try:
         with tarfile.open(archive, "r|xz") as tar:
-            for member in tar:
+            entries = sum(source.counts.values())
+            for member in tqdm(tar, total=entries, desc="decoding CIFAR-10", unit=" files", disable=None, leave=False):
                 check_member(member)
                 if member.isdir():
                     continue

@@ -2,8 +2,8 @@
 
 # %% auto #0
 __all__ = ['CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'WarmupCosine', 'clip_grad_norm', 'StepResult', 'count_correct',
-           'train_step', 'evaluate', 'atomic_save', 'CheckpointError', 'read_checkpoint', 'save_checkpoint',
-           'load_checkpoint', 'plot_curves', 'Trainer']
+           'train_step', 'evaluate', 'new_file_beside', 'atomic_save', 'CheckpointError', 'read_checkpoint',
+           'save_checkpoint', 'load_checkpoint', 'plot_curves', 'Trainer']
 
 # %% ../../modules/08_training/08_training.ipynb #imports
 import json
@@ -129,12 +129,22 @@ def evaluate(model, batches, loss_fn):
     ### END SOLUTION
 
 # %% ../../modules/08_training/08_training.ipynb #atomic-save
+def new_file_beside(path, suffix=".tmp"):
+    """A temporary file next to `path` (same file system, so `os.replace` is atomic), with the permissions the
+    umask gives any new file: mkstemp's own are owner-only, which would hide logs and curves from everyone else."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
+    return fd, tmp
+
+
 def atomic_save(path, arrays):
     """Write `arrays` (name -> ndarray) to `path` as .npz; `path` is never left half-written."""
     path = Path(path)
     ### BEGIN SOLUTION
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = new_file_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
@@ -238,7 +248,7 @@ def load_checkpoint(path, model, optimizer, schedule=None):
 # %% ../../modules/08_training/08_training.ipynb #trainer-helpers
 def _write_json_lines(path, records):
     """Rewrite the metrics log atomically (a resumed run rewrites it from the checkpoint's history)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = new_file_beside(path)
     with os.fdopen(fd, "w") as f:
         f.writelines(json.dumps(record) + "\n" for record in records)
     os.replace(tmp, path)
@@ -263,7 +273,7 @@ def plot_curves(history, path):
         axis.grid(alpha=0.3)
         axis.legend()
     figure.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    fd, tmp = new_file_beside(path, suffix=".png")
     os.close(fd)
     figure.savefig(tmp, dpi=100)
     plt.close(figure)
