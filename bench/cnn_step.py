@@ -13,6 +13,7 @@ compute the same loss and gradients from the same weights.
 
     python bench/cnn_step.py                          # both models, 5 rounds
     python bench/cnn_step.py --model lenet5 --rounds 3 --min-time 0.1
+    python bench/cnn_step.py --threads 1              # both frameworks on one thread each
     python bench/cnn_step.py --profile --model modern # where TinyTorch's step goes (module 09's Profiler)
 """
 import argparse
@@ -133,7 +134,10 @@ def worker(framework, name, repeat, min_time):
 def run_worker(framework, name, args):
     command = [sys.executable, __file__, "--worker", framework, "--model", name, "--repeat", str(args.repeat),
                "--min-time", str(args.min_time)]
-    result = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
+    env = dict(os.environ)
+    if args.threads:
+        env.update({name: str(args.threads) for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
+    result = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT, env=env)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -178,6 +182,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=5, help="rounds of one process per framework (default 5)")
     parser.add_argument("--repeat", type=int, default=5, help="timed samples per process; the median is kept")
     parser.add_argument("--min-time", type=float, default=0.25, help="seconds per sample (default 0.25)")
+    parser.add_argument("--threads", type=int, help="BLAS/OpenMP threads of both workers (default: the machine's default)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="folder for the JSON result")
     parser.add_argument("--profile", action="store_true", help="profile TinyTorch's step instead of benchmarking")
     parser.add_argument("--worker", choices=["tinytorch", "torch"], help=argparse.SUPPRESS)
@@ -194,7 +199,7 @@ def main():
         print(f"warning: load average {load_before[0]:.2f} before starting: other processes compete for the "
               f"{os.cpu_count()} cores; treat the figures as noisy")
     results = {name: benchmark(name, args) for name in names}
-    summary = {"benchmark": "cnn_train_step", "batch": BATCH, "results": results,
+    summary = {"benchmark": "cnn_train_step", "batch": BATCH, "threads": args.threads or "default", "results": results,
                "load_average_before_after": [load_before, os.getloadavg()],
                "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
                "command": " ".join([Path(sys.executable).name, *sys.argv])}
