@@ -29,6 +29,8 @@ from tito.project import find_root, read_notebook, resolve
 ROOT = find_root(__file__)
 LIMITS = grading.Limits(cell_timeout=5, total_timeout=60, memory_mb=1536)
 MATMUL_POINTS = 8  # test-matmul: the only graded cell that calls matmul
+TENSOR_POINTS = 8  # test-tensor: what a probe scores when it sees a secret
+BEFORE_MATMUL = 30  # the graded cells before matmul's: test-tensor, -broadcast, -arithmetic, -functions
 HALF = 60  # the first 8 of 16 solution cells done (tensor-class .. indexing): 8+8+8+6+8+8+8+6 points
 pytestmark = pytest.mark.slow
 
@@ -57,7 +59,7 @@ def top_of_matmul_cell(honest, code):
 
 def probe(blank, honest, secret_check):
     """The blank release whose Tensor class exists only if `secret_check` (an expression) is true:
-    test-tensor's 10 points measure whether the secret was visible."""
+    test-tensor's points (TENSOR_POINTS) measure whether the secret was visible."""
     notebook = copy.deepcopy(blank)
     honest_class = source(cell_of(honest, "tensor-class")).replace("#| export\n", "", 1)
     guard = (f"#| export\nimport glob, os\ntry:\n    seen = {secret_check}\nexcept OSError:\n    seen = False\n"
@@ -281,12 +283,13 @@ def test_feedback_shows_every_test_and_no_hidden_test_source(batch):
     hidden = [line.strip() for c in batch["honest"]["cells"] for block in structure.HIDDEN_BLOCK.findall(source(c))
               for line in block.splitlines()[1:-1] if len(line.strip()) >= 12]
     assert hidden
+    graded = sum(1 for c in batch["honest"]["cells"] if nbgrader(c).get("grade"))
     for path in paths:
         text = path.read_text()
-        assert text.count("| test-") == 7, path
+        assert text.count("| test-") == graded, path
         assert [line for line in hidden if line in text] == [], path
     leak = (scratch / "course" / "feedback" / "leak-hidden" / module.slug / f"{module.slug}.md").read_text()
-    assert "| test-matmul | 0/15 | FAIL | ValueError:" in leak and "[hidden test]" in leak
+    assert f"| test-matmul | 0/{MATMUL_POINTS} | FAIL | ValueError:" in leak and "[hidden test]" in leak
 
 
 def test_report_has_the_distribution_the_failures_and_a_histogram(batch):
@@ -294,18 +297,18 @@ def test_report_has_the_distribution_the_failures_and_a_histogram(batch):
     text = markdown.read_text()
     assert f"{len(batch['cases']) + 1} submissions" in text
     assert re.search(r"\| 90 to 100 \| \d+ \|", text)
-    assert "| test-matmul | 15 |" in text and "## Submissions with problems" in text
+    assert f"| test-matmul | {MATMUL_POINTS} |" in text and "## Submissions with problems" in text
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(markdown.parent.glob(".*")), "a temporary file was left behind"
 
 
 def test_probes_see_the_secrets_without_the_sandbox(course_copy, batch):
-    """The probes are real: unsandboxed, the same submission reads the source notebook and scores 10."""
+    """The probes are real: unsandboxed, the same submission reads the source notebook and scores test-tensor's points."""
     scratch, module, honest, blank = course_copy
     submit(scratch, module, "unsandboxed-probe", probe(blank, honest, readable(
         scratch / "modules" / module.slug / f"{module.slug}.ipynb")))
     [outcome] = grading.autograde(scratch, module, ["unsandboxed-probe"], LIMITS, sandboxed=False)
-    assert outcome.score == 10
+    assert outcome.score == TENSOR_POINTS
 
 
 def test_total_time_limit_scores_only_what_ran(course_copy, batch):
@@ -314,7 +317,7 @@ def test_total_time_limit_scores_only_what_ran(course_copy, batch):
     submit(scratch, module, "prompt", honest)
     outcomes = {o.student: o for o in grading.autograde(scratch, module, ["slow", "prompt"],
                                                         grading.Limits(cell_timeout=60, total_timeout=10), workers=2)}
-    assert (outcomes["slow"].score, outcomes["prompt"].score) == (HALF, 100)
+    assert (outcomes["slow"].score, outcomes["prompt"].score) == (BEFORE_MATMUL, 100)
     assert any("used up its 10 s" in p for p in outcomes["slow"].problems)
 
 
