@@ -300,7 +300,7 @@ def test_report_has_the_distribution_the_failures_and_a_histogram(batch):
 
 
 def test_probes_see_the_secrets_without_the_sandbox(course_copy, batch):
-    """The probes are real: unsandboxed, the same submission reads the source notebook and scores 10."""
+    """The probes are real: unsandboxed, the same submission reads the source notebook and scores test-tensor's points."""
     scratch, module, honest, blank = course_copy
     submit(scratch, module, "unsandboxed-probe", probe(blank, honest, readable(
         scratch / "modules" / module.slug / f"{module.slug}.ipynb")))
