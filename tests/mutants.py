@@ -24,8 +24,8 @@ class Mutant:
 
 MUTANTS = [
     Mutant("01_tensor", "reductions",
-           "data = np.asarray(np.mean(a.data, axis=axis, keepdims=keepdims))",
-           "data = np.asarray(np.sum(a.data, axis=axis, keepdims=keepdims) / a.shape[0])",
+           "data = np.mean(a.data, axis=axis, keepdims=keepdims, dtype=_accumulator(a))",
+           "data = np.sum(a.data, axis=axis, keepdims=keepdims, dtype=_accumulator(a)) / a.shape[0]",
            frozenset({"test-reductions"})),
     Mutant("01_tensor", "views",
            "fits = (a.size == known) if not unknown else (len(unknown) == 1 and known > 0 and a.size % known == 0)",

@@ -10,7 +10,7 @@ from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from tinytorch.core.autograd import GradcheckError, backward, backward_rule, gradcheck, no_grad
-from tinytorch.core.tensor import Tensor
+from tinytorch.core.tensor import Tensor, tensor_op
 
 small_shapes = hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=4)
 pairs = hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, min_side=1, max_side=3)
@@ -107,13 +107,16 @@ def test_indexing_with_slices_and_repeated_integer_arrays():
 
 
 def test_gradcheck_rejects_a_wrong_backward_and_names_the_place():
-    @backward_rule("test_cube_wrong")
+    @tensor_op
+    def cube(a):
+        return Tensor.from_op(a.data ** 3, cube, (a,))
+
+    @backward_rule(cube)
     def cube_wrong_backward(grad, out, a):
         wrong = 3 * a.data ** 2
         wrong[1] += 1.0
         return (grad * wrong,)
 
-    cube = lambda a: Tensor.from_op(a.data ** 3, "test_cube_wrong", (a,))
     with pytest.raises(GradcheckError, match=r"input 0 .* index \(1,\)"):
         gradcheck(cube, leaf([1.0, 2.0, 3.0]), name="cube")
 

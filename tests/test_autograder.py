@@ -28,8 +28,8 @@ from tito.project import find_root, read_notebook, resolve
 
 ROOT = find_root(__file__)
 LIMITS = grading.Limits(cell_timeout=5, total_timeout=60, memory_mb=1536)
-MATMUL_POINTS = 15  # test-matmul: the only graded cell that calls matmul
-HALF = 45  # tensor-class, broadcast and elementwise done: test-tensor 10 + test-broadcast 15 + test-elementwise 20
+MATMUL_POINTS = 10  # test-matmul: the only graded cell that calls matmul
+HALF = 35  # tensor-class, broadcast and elementwise done: test-tensor 10 + test-broadcast 10 + test-elementwise 15
 pytestmark = pytest.mark.slow
 
 

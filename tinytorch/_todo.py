@@ -15,9 +15,10 @@ class NotImplementedYet(NotImplementedError):
     """A student stub: part of a module that is not written yet."""
 
 
-def _module_of(frame):
-    """The course module a frame's code comes from: the nbdev header of its file, else the notebook's folder."""
-    path = frame.f_globals.get("__file__")
+def module_of(namespace):
+    """The course module whose code runs in `namespace` (a module's globals): the nbdev header of its file,
+    else the notebook's folder (a kernel runs in it)."""
+    path = namespace.get("__file__")
     if path and os.path.exists(path):
         with open(path) as f:
             match = _MODULE_IN_HEADER.search(f.readline())
@@ -31,7 +32,7 @@ def todo():
     """Raise NotImplementedYet naming the caller and its module."""
     caller = inspect.currentframe().f_back
     name = caller.f_code.co_qualname
-    module = _module_of(caller)
+    module = module_of(caller.f_globals)
     if module is None:
         raise NotImplementedYet(f"{name} is not implemented yet: complete it in its module's notebook")
     number = module[:2]

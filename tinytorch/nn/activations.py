@@ -8,49 +8,52 @@ __all__ = ['relu', 'relu_backward', 'sigmoid', 'sigmoid_backward', 'tanh', 'tanh
 import math
 
 import numpy as np
-from ..core.tensor import Tensor
+from ..core.tensor import Tensor, tensor_op
 from ..core.autograd import backward_rule
 
 # %% ../../modules/03_activations/03_activations.ipynb #relu
+@tensor_op
 def relu(x):
     """max(x, 0), elementwise."""
     ### BEGIN SOLUTION
     data = np.maximum(x.data, 0)
     ### END SOLUTION
-    return Tensor.from_op(data, "relu", (x,))
+    return Tensor.from_op(data, relu, (x,))
 
 
-@backward_rule("relu")
+@backward_rule(relu)
 def relu_backward(grad, out, x):
     ### BEGIN SOLUTION
     return (grad * (out.data > 0),)
     ### END SOLUTION
 
 # %% ../../modules/03_activations/03_activations.ipynb #sigmoid
+@tensor_op
 def sigmoid(x):
     """1 / (1 + e^-x), elementwise, never exponentiating a positive number."""
     ### BEGIN SOLUTION
     data = np.exp(np.minimum(x.data, 0)) / (1 + np.exp(-np.abs(x.data)))
     ### END SOLUTION
-    return Tensor.from_op(data, "sigmoid", (x,))
+    return Tensor.from_op(data, sigmoid, (x,))
 
 
-@backward_rule("sigmoid")
+@backward_rule(sigmoid)
 def sigmoid_backward(grad, out, x):
     ### BEGIN SOLUTION
     return (grad * out.data * (1 - out.data),)
     ### END SOLUTION
 
 # %% ../../modules/03_activations/03_activations.ipynb #tanh
+@tensor_op
 def tanh(x):
     """The hyperbolic tangent, elementwise."""
     ### BEGIN SOLUTION
     data = np.tanh(x.data)
     ### END SOLUTION
-    return Tensor.from_op(data, "tanh", (x,))
+    return Tensor.from_op(data, tanh, (x,))
 
 
-@backward_rule("tanh")
+@backward_rule(tanh)
 def tanh_backward(grad, out, x):
     ### BEGIN SOLUTION
     return (grad * (1 - out.data ** 2),)
@@ -82,16 +85,17 @@ def normal_cdf(x):
     return tail + (x >= 0) * (1 - 2 * tail)  # tail for x < 0, 1 - tail for x >= 0, without a branch
 
 # %% ../../modules/03_activations/03_activations.ipynb #gelu
+@tensor_op
 def gelu(x):
     """x * Phi(x), the exact (erf-based) GELU."""
     ### BEGIN SOLUTION
     cdf = normal_cdf(x.data)
     data = x.data * cdf
     ### END SOLUTION
-    return Tensor.from_op(data, "gelu", (x,), cdf=cdf)
+    return Tensor.from_op(data, gelu, (x,), cdf=cdf)
 
 
-@backward_rule("gelu")
+@backward_rule(gelu)
 def gelu_backward(grad, out, x, cdf):
     ### BEGIN SOLUTION
     pdf = np.exp(-0.5 * x.data ** 2) * (1 / math.sqrt(2 * math.pi))
@@ -100,13 +104,18 @@ def gelu_backward(grad, out, x, cdf):
 
 # %% ../../modules/03_activations/03_activations.ipynb #softmax-axis
 def _softmax_axis(op, x, axis):
-    """`axis` as a non-negative int, or a ValueError naming `op`, the axis and the shape."""
+    """`axis` as a non-negative int, or a ValueError naming `op`, the axis and the shape.
+
+    A 0-d tensor is a single element: axis 0 or -1 (as in PyTorch) means all of it (None for NumPy)."""
+    if x.ndim == 0 and isinstance(axis, (int, np.integer)) and axis in (0, -1):
+        return None
     if not isinstance(axis, (int, np.integer)) or not -x.ndim <= axis < x.ndim:
         raise ValueError(f"{op}: axis {axis!r} does not exist for a tensor of shape {x.shape} "
                          f"(expected an int in [{-x.ndim}, {x.ndim - 1}])")
     return int(axis) % x.ndim
 
 # %% ../../modules/03_activations/03_activations.ipynb #softmax
+@tensor_op
 def softmax(x, axis=-1):
     """e^x / sum(e^x) along `axis`, computed without overflow."""
     axis = _softmax_axis("softmax", x, axis)
@@ -115,10 +124,10 @@ def softmax(x, axis=-1):
     exps = np.exp(shifted)
     data = exps / exps.sum(axis=axis, keepdims=True)
     ### END SOLUTION
-    return Tensor.from_op(data, "softmax", (x,), axis=axis)
+    return Tensor.from_op(data, softmax, (x,), axis=axis)
 
 
-@backward_rule("softmax")
+@backward_rule(softmax)
 def softmax_backward(grad, out, x, axis):
     ### BEGIN SOLUTION
     s = out.data
@@ -126,6 +135,7 @@ def softmax_backward(grad, out, x, axis):
     ### END SOLUTION
 
 # %% ../../modules/03_activations/03_activations.ipynb #log-softmax
+@tensor_op
 def log_softmax(x, axis=-1):
     """log(softmax(x)) along `axis`, computed with the log-sum-exp trick."""
     axis = _softmax_axis("log_softmax", x, axis)
@@ -133,10 +143,10 @@ def log_softmax(x, axis=-1):
     shifted = x.data - x.data.max(axis=axis, keepdims=True)
     data = shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
     ### END SOLUTION
-    return Tensor.from_op(data, "log_softmax", (x,), axis=axis)
+    return Tensor.from_op(data, log_softmax, (x,), axis=axis)
 
 
-@backward_rule("log_softmax")
+@backward_rule(log_softmax)
 def log_softmax_backward(grad, out, x, axis):
     ### BEGIN SOLUTION
     return (grad - np.exp(out.data) * grad.sum(axis=axis, keepdims=True),)

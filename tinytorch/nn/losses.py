@@ -6,7 +6,7 @@ __all__ = ['mse_loss', 'cross_entropy', 'binary_cross_entropy_with_logits', 'bce
 
 # %% ../../modules/05_losses/05_losses.ipynb #imports
 import numpy as np
-from ..core.tensor import Tensor
+from ..core.tensor import Tensor, tensor_op
 from ..core.autograd import backward_rule
 from .activations import log_softmax, sigmoid
 from .layers import Module
@@ -72,6 +72,7 @@ def cross_entropy(logits, targets, reduction="mean"):
     ### END SOLUTION
 
 # %% ../../modules/05_losses/05_losses.ipynb #bce
+@tensor_op
 def binary_cross_entropy_with_logits(logits, targets, reduction="mean"):
     """Binary cross-entropy of `targets` in [0, 1] given raw `logits` of the same shape, stable for any logit."""
     targets = _as_target(targets, logits)
@@ -82,11 +83,11 @@ def binary_cross_entropy_with_logits(logits, targets, reduction="mean"):
     x, y = logits.data, targets.data
     data = np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))
     ### END SOLUTION
-    losses = Tensor.from_op(data, "bce_with_logits", (logits, targets))
+    losses = Tensor.from_op(data, binary_cross_entropy_with_logits, (logits, targets))
     return _reduce(losses, reduction, "binary_cross_entropy_with_logits")
 
 
-@backward_rule("bce_with_logits")
+@backward_rule(binary_cross_entropy_with_logits)
 def bce_with_logits_backward(grad, out, logits, targets):
     ### BEGIN SOLUTION
     grad_logits = grad * (sigmoid(logits.detach()).data - targets.data) if logits.requires_grad else None
