@@ -10,9 +10,9 @@ import numpy as np
 from ..core.tensor import Tensor
 from ..core.autograd import no_grad
 from .activations import gelu
-from .layers import Module, Linear, Dropout, Parameter, default_generator
+from .layers import Module, Linear, Dropout, default_generator
 from .norm import LayerNorm
-from .embeddings import Embedding
+from .embeddings import Embedding, PositionalEmbedding
 from .attention import MultiHeadAttention, KVCache, per_token
 
 # %% ../../modules/16_transformers/16_transformers.ipynb #mlp
@@ -60,19 +60,17 @@ class GPT(Module):
                  tie_weights=False, bias=True, dtype=np.float32, rng=None):
         super().__init__()
         self.vocab_size, self.context_length = vocab_size, context_length
-        self.tok_emb = Embedding(vocab_size, embed_dim)
-        self.pos_emb = Embedding(context_length, embed_dim)
+        self.tok_emb = Embedding(vocab_size, embed_dim, dtype=dtype, rng=rng)
+        self.pos_emb = PositionalEmbedding(context_length, embed_dim, dtype=dtype, rng=rng)
         self.drop = Dropout(dropout, rng=rng)
         self.blocks = [TransformerBlock(embed_dim, num_heads, dropout=dropout, bias=bias, dtype=dtype, rng=rng)
                        for _ in range(num_layers)]
         self.ln_f = LayerNorm(embed_dim, dtype=dtype)
         self.head = None if tie_weights else Linear(embed_dim, vocab_size, bias=False, dtype=dtype, rng=rng)
-        self._initialise(dtype, default_generator if rng is None else rng)
+        self._initialise(default_generator if rng is None else rng)
 
-    def _initialise(self, dtype, rng):
+    def _initialise(self, rng):
         """GPT-2's initialisation: N(0, 0.02) matrices (smaller for residual projections), zero biases."""
-        for embedding in (self.tok_emb, self.pos_emb):
-            embedding.weight = Parameter(np.zeros(embedding.weight.shape, dtype=dtype))
         residual = {id(b.attn.out.weight) for b in self.blocks} | {id(b.mlp.proj.weight) for b in self.blocks}
         for name, p in self.named_parameters():
             if p.ndim == 2:
@@ -89,15 +87,12 @@ class GPT(Module):
         if start + T > self.context_length:
             raise ValueError(f"GPT: {start} cached + {T} new tokens exceed the context length {self.context_length}")
         ### BEGIN SOLUTION
-        positions = np.arange(start, start + T)
-        x = self.tok_emb(Tensor(idx, dtype=np.int64)) + self.pos_emb(Tensor(positions, dtype=np.int64))  # (B, T, C)
+        x = self.tok_emb(idx) + self.pos_emb(T, start=start)                             # (B, T, C)
         x = self.drop(x)
         for i, block in enumerate(self.blocks):
             x = block(x, cache=None if caches is None else caches[i])
         x = self.ln_f(x)
-        if self.head is None:
-            return (x.reshape(B * T, -1) @ self.tok_emb.weight.T).reshape(B, T, self.vocab_size)
-        return per_token(self.head, x)                                                   # (B, T, vocab)
+        return per_token(self.tok_emb.attend if self.head is None else self.head, x)     # (B, T, vocab)
         ### END SOLUTION
 
     def new_caches(self):
