@@ -27,6 +27,7 @@ $TINYTORCH_CACHE (default ~/.cache/tinytorch); otherwise the canonical file is d
 """
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -248,6 +249,7 @@ def run(args, argv):
                "best_val_loss": best["val_loss"], "best_epoch": best["epoch"], "parameters": params,
                "epochs": args.epochs, "steps": args.epochs * args.steps_per_epoch, "wall_seconds": wall,
                "train_seconds": sum(r["epoch_seconds"] for r in trainer.history),
+               "cpu_seconds_this_process": time.process_time(), "load_average_at_end": os.getloadavg(),
                "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                "command": " ".join(["python", *sys.argv]) if argv is None else None}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
