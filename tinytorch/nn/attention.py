@@ -51,9 +51,11 @@ def scaled_dot_product_attention(q, k, v, mask=None, dropout_p=0.0, is_causal=Fa
         scores = np.where(mask, scores, -np.inf)
     shift = scores.max(axis=-1, keepdims=True)
     shift[~np.isfinite(shift)] = 0                                                   # fully masked rows
-    weights = np.exp(scores - shift)
+    scores -= shift
+    weights = np.exp(scores, out=scores)                                             # in place: no new array
     total = weights.sum(axis=-1, keepdims=True)
-    weights /= np.where(total > 0, total, 1)                                         # all-zero rows stay zero
+    total[total == 0] = 1                                                            # all-zero rows stay zero
+    weights /= total
     drop = None
     if dropout_p > 0:
         keep = (default_generator if rng is None else rng).random(weights.shape, dtype=np.float32) >= dropout_p
@@ -68,10 +70,11 @@ def scaled_dot_product_attention_backward(grad, out, q, k, v, weights, drop, sca
     ### BEGIN SOLUTION
     attended = weights if drop is None else weights * drop
     grad_v = unbroadcast(np.swapaxes(attended, -1, -2) @ grad, v.shape) if v.requires_grad else None
-    grad_weights = grad @ np.swapaxes(v.data, -1, -2)
+    grad_scores = grad @ np.swapaxes(v.data, -1, -2)                                 # grad of the weights
     if drop is not None:
-        grad_weights *= drop
-    grad_scores = weights * (grad_weights - (grad_weights * weights).sum(axis=-1, keepdims=True))
+        grad_scores *= drop
+    grad_scores -= (grad_scores * weights).sum(axis=-1, keepdims=True)               # through the softmax,
+    grad_scores *= weights                                                           # in place
     grad_scores *= grad_scores.dtype.type(scale)
     grad_q = unbroadcast(grad_scores @ k.data, q.shape) if q.requires_grad else None
     grad_k = unbroadcast(np.swapaxes(grad_scores, -1, -2) @ q.data, k.shape) if k.requires_grad else None
