@@ -6,7 +6,7 @@ erf)->128), learned token and position embeddings, final LayerNorm, untied head 
 (421,632 parameters: the anchor's 421,697 minus the head's 65 biases, on both sides); batch 32 x 64 =
 2,048 tokens; Adam lr 3e-4; mean cross-entropy over all 2,048 positions. TinyTorch's step is
 `tinytorch.train.loop.train_step` (what the milestone's Trainer runs) on the milestone's own model
-builder (`CharLM.build` in milestones/05_gpt_shakespeare.py): the same nn/optim/autograd code, no
+builder (`build_model` in milestones/05_gpt_shakespeare.py): the same nn/optim/autograd code, no
 special path. PyTorch's attention is written out (q k^T / sqrt(d), masked_fill -inf, softmax, @ v), as
 the anchor's "explicit mask" row; its fused SDPA is about 15% faster again.
 
@@ -38,7 +38,7 @@ def milestone_builder():
     spec = importlib.util.spec_from_file_location("gpt_shakespeare", ROOT / "milestones" / "05_gpt_shakespeare.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.CharLM.build
+    return module.build_model
 
 
 def synthetic_batch(seed=0):

@@ -38,24 +38,20 @@ HERE = Path(__file__).resolve().parent
 MODEL_KEYS = ("context", "width", "heads", "layers", "dropout")
 
 
-class CharLM:
-    """Builders for the model the milestone trains, kept together so the benchmark times the same thing."""
+def build_model(vocab_size, context=64, width=128, heads=4, layers=4, dropout=0.0, dtype=np.float32, rng=None):
+    """A GPT whose forward returns flat logits (B*T, vocab): what cross_entropy and the Trainer expect."""
+    from tinytorch.nn.layers import Module
+    from tinytorch.nn.transformer import GPT
 
-    @staticmethod
-    def build(vocab_size, context=64, width=128, heads=4, layers=4, dropout=0.0, dtype=np.float32, rng=None):
-        """A GPT whose forward returns flat logits (B*T, vocab): what cross_entropy and the Trainer expect."""
-        from tinytorch.nn.layers import Module
-        from tinytorch.nn.transformer import GPT
+    class FlatLogits(Module):
+        def __init__(self):
+            super().__init__()
+            self.gpt = GPT(vocab_size, context, width, heads, layers, dropout=dropout, dtype=dtype, rng=rng)
 
-        class FlatLogits(Module):
-            def __init__(self):
-                super().__init__()
-                self.gpt = GPT(vocab_size, context, width, heads, layers, dropout=dropout, dtype=dtype, rng=rng)
+        def forward(self, idx):
+            return self.gpt(idx).reshape(-1, vocab_size)  # (B*T, vocab)
 
-            def forward(self, idx):
-                return self.gpt(idx).reshape(-1, vocab_size)  # (B*T, vocab)
-
-        return FlatLogits()
+    return FlatLogits()
 
 
 class RandomWindows:
@@ -166,7 +162,7 @@ def generate_from_checkpoint(args, tokenizer):
     if not config_path.is_file():
         raise UsageError(f"{config_path}: missing; --checkpoint must point into a run folder of this milestone")
     config = json.loads(config_path.read_text())
-    model = CharLM.build(tokenizer.vocab_size, **{k: config[k] for k in MODEL_KEYS})
+    model = build_model(tokenizer.vocab_size, **{k: config[k] for k in MODEL_KEYS})
     arrays, _ = read_checkpoint(args.checkpoint)
     model.load_state_dict({k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")})
     try:
@@ -208,7 +204,7 @@ def run(args, argv):
     train_ids, val_ids = tokenizer.encode(train_text), tokenizer.encode(val_text)
     train_loader = RandomWindows(TextDataset(train_ids, args.context), args.batch_size, args.steps_per_epoch, args.seed)
     val_loader = validation_windows(val_ids, args.context, limit=50 if args.quick else None)
-    model = CharLM.build(tokenizer.vocab_size, **{k: getattr(args, k) for k in MODEL_KEYS})
+    model = build_model(tokenizer.vocab_size, **{k: getattr(args, k) for k in MODEL_KEYS})
     optimizer = AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=args.weight_decay)
     steps = args.epochs * args.steps_per_epoch
     schedule = WarmupCosine(optimizer, total_steps=steps, warmup_steps=min(args.warmup_steps, steps), min_lr=args.min_lr)
