@@ -9,8 +9,8 @@ MUTANTS = [
            "        x = self.ln2(x + self.mlp(x))                                           # (B, T, C)\n",
            frozenset({"test-block"})),
     Mutant("16_transformers", "gpt",  # a KV cache that forgets positions: new tokens get positions 0, 1, ...
-           "positions = np.arange(start, start + T)",
-           "positions = np.arange(T)",
+           "self.pos_emb(T, start=start)",
+           "self.pos_emb(T)",
            frozenset({"test-generate"})),
     Mutant("16_transformers", "generate",  # sampling from the first position's logits instead of the last
            "logits.data[:, -1].astype(np.float64)",
