@@ -18,7 +18,7 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
 c.Exchange.root = os.path.join(ROOT, "course", "exchange")
 
 # A stub names the function to write and the module it belongs to (see tinytorch/_todo.py).
-c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nfrom tinytorch._todo import todo; todo()"}
+c.ClearSolutions.code_stub = {"python": "### YOUR CODE HERE\nfrom tinytorch._todo import todo; todo()"}
 c.ClearSolutions.enforce_metadata = True
 
 # Graded cells run on tiny inputs in seconds; training lives in milestones/. Override with --Execute.timeout=N.

@@ -9,23 +9,26 @@ and the Trainer with its warm-up + cosine schedule and checkpoints (08).
 Model selection uses a validation split held out from the 50,000 training images; the 10,000 test
 images are evaluated once, at the end. Every run writes into its own folder under milestones/runs/
 (gitignored): metrics.jsonl (one line per epoch), curves.png, checkpoint.npz (resumable), best.npz
-(best validation accuracy), summary.json. Ctrl-C stops cleanly after saving a checkpoint.
+(best validation accuracy), summary.json; a --quick run drops its checkpoints when it finishes.
+Ctrl-C stops cleanly after saving a checkpoint and prints the command that resumes it.
 
-    python milestones/01_mlp_cifar10.py                 # the full run
-    python milestones/01_mlp_cifar10.py --quick         # smoke test on a small slice (a few seconds)
-    python milestones/01_mlp_cifar10.py --resume milestones/runs/<run>/checkpoint.npz
+    bash scripts/milestone.sh                  # the full run (installs what it needs into .venv first)
+    bash scripts/milestone.sh --quick          # smoke test on a small slice (a few seconds)
+    bash scripts/milestone.sh 01_mlp_cifar10 --resume milestones/runs/<run>/checkpoint.npz
+    python milestones/01_mlp_cifar10.py ...    # the same, inside the activated .venv
 
 Data: read-only copies are looked for in $TINYTORCH_DATA and ../shared/data, then the cache
 $TINYTORCH_CACHE (default ~/.cache/tinytorch); otherwise the canonical archive is downloaded (see
 tinytorch.data.load_cifar10).
 """
-import argparse
 import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from _common import clean_quick_run, cifar10, milestone_parser, parse, resume, resume_command, run, timing
 
 HERE = Path(__file__).resolve().parent
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -42,9 +45,8 @@ def build_mlp(hidden=(512, 256), dropout=0.0, dtype=np.float32):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser = milestone_parser(__doc__, epochs=30, batch_size=128,
+                              quick="5,000 training, 1,000 validation and 1,000 test images, 3 epochs")
     parser.add_argument("--lr", type=float, default=0.05, help="peak learning rate of SGD (default 0.05)")
     parser.add_argument("--momentum", type=float, default=0.9)
     parser.add_argument("--weight-decay", type=float, default=1e-3)
@@ -53,25 +55,13 @@ def parse_args(argv=None):
     parser.add_argument("--crop-padding", type=int, default=0,
                         help="random crop with this padding as augmentation (default 0: off)")
     parser.add_argument("--no-flip", action="store_true", help="turn off random horizontal flips")
-    parser.add_argument("--val-size", type=int, default=5000, help="training images held out for validation")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the split, the initialisation and the batches")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke test: 5,000 training, 1,000 validation and 1,000 test images, 3 epochs")
-    parser.add_argument("--skip-test", action="store_true",
-                        help="model-selection runs: report validation accuracy only, never look at the test set")
-    parser.add_argument("--run-dir", type=Path, help="output folder (default milestones/runs/mlp_cifar10-<time>)")
-    parser.add_argument("--resume", type=Path, help="continue from a checkpoint.npz written by an earlier run")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown on a terminal)")
-    args = parser.parse_args(argv)
-    if args.quick and "--epochs" not in (argv if argv is not None else sys.argv[1:]):
-        args.epochs = 3
-    return args
+    return parse(parser, argv, train_size=50_000, quick_epochs=3)
 
 
 def prepare_data(args):
     """Train/validation/test arrays; the normalisation statistics come from the training split only."""
-    from tinytorch.data import channel_stats, load_cifar10, train_val_split
-    (train_x, train_y), (test_x, test_y) = load_cifar10(progress=not args.no_progress)
+    from tinytorch.data import channel_stats, train_val_split
+    (train_x, train_y), (test_x, test_y) = cifar10(args)
     (train_x, train_y), (val_x, val_y) = train_val_split(train_x, train_y, args.val_size, seed=args.seed)
     if args.quick:
         train_x, train_y, val_x, val_y = train_x[:5000], train_y[:5000], val_x[:1000], val_y[:1000]
@@ -120,13 +110,10 @@ def main(argv=None):
     print(f"CIFAR-10 MLP: {sum(p.size for p in model.parameters()):,} parameters; {len(train[1]):,} training, "
           f"{len(val[1]):,} validation, {len(test[1]):,} test images; {args.epochs} epochs of {len(train_loader)} "
           f"batches of {args.batch_size}; run folder {run_dir}", flush=True)
-    if args.resume:
-        trainer.resume(args.resume)
-        print(f"resumed from {args.resume} at epoch {trainer.epoch + 1}, batch {trainer.batch}", flush=True)
+    resume(trainer, args)
     trainer.fit(args.epochs)
     if trainer.stop_requested:
-        print(f"stopped; continue with: python milestones/{Path(__file__).name} --resume {run_dir / 'checkpoint.npz'}"
-              + "".join(_rebuild_flags(argv)))
+        print(resume_command(__file__, Path(run_dir) / "checkpoint.npz", argv))
         return 130
     result = None if args.skip_test else evaluate(model, test_loader.batches(0), cross_entropy)
     wall = time.perf_counter() - started
@@ -141,24 +128,11 @@ def main(argv=None):
     tested = "test accuracy not measured (--skip-test)" if result is None else \
         f"test accuracy {result['accuracy']:.4f} (loss {result['loss']:.4f})"
     print(f"{tested} after {args.epochs} epochs; validation {final.get('val_accuracy', float('nan')):.4f}; "
-          f"wall time {wall:.0f} s ({summary['train_seconds']:.0f} s training)", flush=True)
+          f"{timing(wall, trainer.history, args.resume)}", flush=True)
     print(f"curves: {Path(run_dir) / 'curves.png'}  metrics: {Path(run_dir) / 'metrics.jsonl'}")
+    clean_quick_run(args, run_dir)
     return 0
 
 
-def _rebuild_flags(argv):
-    """The original command-line flags, except --resume/--run-dir, so a resumed run has the same configuration."""
-    flags, skip = [], False
-    for token in (argv if argv is not None else sys.argv[1:]):
-        if skip:
-            skip = False
-            continue
-        if token in ("--resume", "--run-dir"):
-            skip = True
-            continue
-        flags.append(" " + token)
-    return flags
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

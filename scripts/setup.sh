@@ -1,31 +1,48 @@
-# Sourced by the other scripts: a project virtualenv with everything installed (idempotent, never prompts).
+# Sourced by the other scripts: a project virtualenv (.venv) with what the calling script needs (idempotent, never
+# prompts). TINYTORCH_EXTRAS=milestone (scripts/milestone.sh): NumPy, tqdm, Matplotlib and Pillow from PyPI. Otherwise
+# (tests, demo): also Jupyter, nbgrader, nbdev, pytest, hypothesis, Dask and PyTorch 2.13.0 (CPU build) from PyPI,
+# and the Debian packages bubblewrap and dataset-fashion-mnist through apt-get when run as root.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-# Debian packages: bubblewrap sandboxes grading (tito autograde refuses to run unsandboxed without
-# --no-sandbox); dataset-fashion-mnist gives the IDX loader's test real files. Installed when root, else named.
-missing=""
-command -v bwrap >/dev/null || missing="$missing bubblewrap"
-[ -d /usr/share/datasets/fashion-mnist ] || missing="$missing dataset-fashion-mnist"
-if [ -n "$missing" ]; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        echo "== installing Debian packages:$missing"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get install -y -q $missing >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q $missing >/dev/null; }
-    else
-        echo "note: install these Debian packages for the full test suite:$missing (sudo apt-get install$missing)" >&2
+extras="${TINYTORCH_EXTRAS:-dev,torch,text}"
+if [ "$extras" != milestone ]; then
+    # bubblewrap sandboxes grading (tito autograde refuses to run unsandboxed without --no-sandbox);
+    # dataset-fashion-mnist gives the IDX loader's test real files. Installed when root, else named.
+    missing=""
+    command -v bwrap >/dev/null || missing="$missing bubblewrap"
+    [ -d /usr/share/datasets/fashion-mnist ] || missing="$missing dataset-fashion-mnist"
+    if [ -n "$missing" ]; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            echo "== installing Debian packages with apt-get:$missing"
+            export DEBIAN_FRONTEND=noninteractive
+            apt-get install -y -q $missing >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q $missing >/dev/null; }
+        else
+            echo "note: install these Debian packages for the full test suite:$missing (sudo apt-get install$missing)" >&2
+        fi
     fi
 fi
 if [ ! -x .venv/bin/python ]; then
+    echo "== creating the virtualenv .venv"
     python3 -m venv .venv
 fi
 . .venv/bin/activate
-stamp=.venv/.installed
+stamp=".venv/.installed-${extras//,/-}"
+full=.venv/.installed-dev-torch-text   # the full set includes everything the milestones need
+if [ -f "$full" ] && [ ! pyproject.toml -nt "$full" ]; then
+    stamp="$full"
+fi
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    echo "== installing tinytorch, tito and the course toolchain into .venv"
-    # torch==2.13.0 is the CPU build on disk; an unpinned torch would pull a multi-GB CUDA build.
-    if ! pip install --disable-pip-version-check -e '.[dev,torch,text]' > .venv/install.log 2>&1; then
+    if [ "$extras" = milestone ]; then
+        echo "== first run: installing tinytorch and what the milestones need (NumPy, tqdm, Matplotlib, Pillow) from PyPI into .venv"
+    else
+        echo "== first run: installing tinytorch, tito and the course toolchain (Jupyter, nbgrader, nbdev, pytest, Dask," \
+             "PyTorch 2.13.0 CPU: about 1.4 GB) from PyPI into .venv; a few minutes"
+    fi
+    # torch==2.13.0 is the CPU build; an unpinned torch would pull a multi-GB CUDA build.
+    if ! pip install --disable-pip-version-check -e ".[$extras]" > .venv/install.log 2>&1; then
         cat .venv/install.log >&2
         exit 1
     fi
     touch "$stamp"
+    echo "== installed (log: .venv/install.log)"
 fi

@@ -1,6 +1,7 @@
 """tito's user-facing behaviour: --help everywhere, one-line errors, and the student flow from a fresh copy."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -120,3 +121,99 @@ def test_student_flow_export_test_status(student_copy):
 def test_build_check_passes_on_the_committed_tree():
     result = tito("build", "--check", cwd=ROOT)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("command", [("demo", "01"), ("autograde", "01"), ("grades",), ("feedback", "01"),
+                                     ("report", "01"), ("build",), ("release", "01")])
+def test_instructor_commands_in_a_student_copy_say_so(student_copy, command):
+    _, folder = student_copy
+    result = tito(*command, cwd=folder)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip() == "tito: this is a student copy: run instructor commands in the course repository"
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_writes_respect_the_umask(tmp_path, umask, mode):
+    from tito.gradebook import write_atomically
+    previous = os.umask(umask)
+    try:
+        path = write_atomically(tmp_path / "grades.csv", "student,score\n")
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == mode
+
+
+def test_version_is_an_answer_not_an_argument_error():
+    result = tito("--version", cwd=ROOT)
+    assert result.returncode == 0 and result.stdout.startswith("tito "), result.stdout + result.stderr
+
+
+def test_every_tito_command_the_docs_name_exists():
+    documents = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", ROOT / "course" / "README.md", *(ROOT / "docs").glob("*.md")]
+    named = {m for path in documents for m in re.findall(r"\btito ([a-z][a-z-]+)", path.read_text())}
+    assert named - set(COMMANDS) == set(), f"documented but not commands: {sorted(named - set(COMMANDS))}"
+
+
+def test_the_stub_marker_is_the_one_the_notebooks_mention():
+    stub = re.search(r'code_stub = \{"python": "([^"\\]*)', (ROOT / "nbgrader_config.py").read_text()).group(1)
+    mentions = {m for module in list_modules(ROOT) for m in re.findall(r"`(#* ?YOUR CODE HERE)`", module.notebook.read_text())}
+    assert mentions <= {stub}, f"notebooks mention {mentions}, the release stubs say {stub!r}"
+
+
+def test_grades_names_a_requested_module_without_grades(tmp_path, monkeypatch, capsys):
+    from tito import cli, gradebook
+    row = gradebook.Score("alice", "01_tensor", 100.0, 100.0, ())
+    monkeypatch.setattr(gradebook, "scores", lambda root, modules=None: [row])
+    monkeypatch.chdir(ROOT)
+    assert cli.main(["grades", "01", "02", "--csv", str(tmp_path / "grades.csv")]) == 0
+    captured = capsys.readouterr()
+    assert "02_autograd" in captured.out and "02_autograd: no grades yet" in captured.err, captured
+
+
+def test_report_counts_in_words_and_whole_submissions():
+    from tito import report
+    result = {"student": "alice", "module": "01_tensor", "status": "graded", "problems": [],
+              "cells": [{"grade_id": "test-a", "score": 40.0, "max_score": 100.0, "message": "wrong"}]}
+    assert "1 submission;" in report.render("01_tensor", [result])
+    figure = report.histogram_figure([40.0], 100.0, "01_tensor scores")
+    ticks = figure.axes[0].get_yticks()
+    assert all(float(t).is_integer() for t in ticks), ticks
+
+
+def test_tito_test_prints_no_kernel_warnings(student_copy):
+    _, folder = student_copy
+    result = tito("test", "01", cwd=folder)
+    assert "WARNING" not in result.stdout + result.stderr and "IPKernelApp" not in result.stdout + result.stderr
+
+
+def test_export_of_a_notebook_that_does_not_compile_names_the_cell_and_keeps_the_previous_export(student_copy, tmp_path):
+    _, folder = student_copy
+    mine = shutil.copytree(folder, tmp_path / "bob", ignore=shutil.ignore_patterns("__pycache__", ".tito"))
+    exported = mine / "tinytorch" / "core" / "tensor.py"
+    before = exported.read_bytes()
+    notebook_path = mine / "modules" / "01_tensor" / "01_tensor.ipynb"
+    notebook = json.loads(notebook_path.read_text())
+    cell = next(c for c in notebook["cells"] if c.get("id") == "broadcast")
+    cell["source"] = "".join(cell["source"]).replace("    ### YOUR CODE HERE\n", "    ### YOUR CODE HERE\n    shape = (1,\n", 1)
+    assert "shape = (1," in cell["source"]
+    notebook_path.write_text(json.dumps(notebook))
+    result = tito("export", "01", cwd=mine)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stdout + result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "cell 'broadcast'" in result.stderr and "line " in result.stderr, result.stderr
+    assert "tinytorch/core/tensor.py" in result.stderr and "unchanged" in result.stderr, result.stderr
+    assert exported.read_bytes() == before
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_demo_removes_its_scratch_course_unless_kept(monkeypatch, capsys, keep):
+    from tito import cli, grading
+    made = []
+    monkeypatch.setattr(cli.demo, "scratch_course", lambda root: made.append(demo.copy_course(root, demo.tempfile.mkdtemp())) or made[-1])
+    monkeypatch.setattr(cli.course, "release", lambda root, modules: [])
+    monkeypatch.setattr(cli.demo, "submit_class", lambda root, modules: None)
+    monkeypatch.setattr(grading, "autograde", lambda *a, **k: [])
+    monkeypatch.chdir(ROOT)
+    assert cli.main(["demo", "01", "--no-sandbox", *(["--keep"] if keep else [])]) == 0
+    assert made and made[0].exists() == keep
+    shutil.rmtree(made[0], ignore_errors=True)

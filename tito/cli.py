@@ -5,13 +5,15 @@ stderr and exit status 2, never a traceback.
 """
 import argparse
 import os
+import shutil
 import sys
 from contextlib import nullcontext
 from pathlib import Path
 
-from tito import course, demo, feedback, gradebook, grading, report, student
+import tinytorch
+from tito import course, demo, feedback, gradebook, grading, report, sandbox, student
 from tito.errors import TitoError
-from tito.project import find_root, list_modules, resolve
+from tito.project import find_course, find_root, list_modules, resolve
 
 
 def cmd_modules(args):
@@ -20,13 +22,13 @@ def cmd_modules(args):
 
 
 def cmd_build(args):
-    modules = course.build(find_root(), check_only=args.check)
+    modules = course.build(find_course(), check_only=args.check)
     verb = "checked" if args.check else "exported"
     print(f"{verb} {len(modules)} modules: notebooks clean, structure valid, tinytorch/ matches the notebooks")
 
 
 def cmd_release(args):
-    root = find_root()
+    root = find_course()
     for notebook in course.release(root, resolve(root, args.modules)):
         print(f"released {notebook.relative_to(root)}")
 
@@ -50,7 +52,7 @@ def _dask_client(address, workers):
 
 
 def cmd_autograde(args):
-    root = find_root()
+    root = find_course()
     modules = resolve(root, args.modules)
     limits = grading.Limits(args.timeout, args.total, args.memory)
     failed = False
@@ -69,18 +71,22 @@ def cmd_autograde(args):
 
 
 def cmd_grades(args):
-    root = find_root()
-    rows = gradebook.scores(root, {m.slug for m in resolve(root, args.modules)} if args.modules else None)
+    root = find_course()
+    requested = resolve(root, args.modules) if args.modules else []
+    rows = gradebook.scores(root, {m.slug for m in requested} if requested else None)
     if not rows:
         raise TitoError("no grades yet: run `tito autograde NN` first")
+    for module in requested:
+        if not any(r.module == module.slug for r in rows):
+            print(f"{module.slug}: no grades yet (run `tito autograde {module.number:02d}`)", file=sys.stderr)
     output = Path(args.csv) if args.csv else root / "course" / "grades.csv"
     gradebook.write_atomically(output, gradebook.to_csv(rows))
-    print(gradebook.table(rows))
+    print(gradebook.table(rows, [m.slug for m in requested]))
     print(f"\nwrote {output}")
 
 
 def cmd_feedback(args):
-    root = find_root()
+    root = find_course()
     for module in resolve(root, args.modules):
         written = feedback.write(root, module, args.student)
         if not written:
@@ -91,27 +97,38 @@ def cmd_feedback(args):
 
 
 def cmd_report(args):
-    root = find_root()
+    root = find_course()
     for module in resolve(root, args.modules):
         for path in report.write(root, module):
             print(f"wrote {path.relative_to(root)}")
 
 
 def cmd_demo(args):
-    root = find_root()
+    root = find_course()
+    if not args.no_sandbox:
+        sandbox.require()
     scratch = demo.scratch_course(root)
-    modules = resolve(scratch, args.modules)
-    print(f"demo course in {scratch}")
-    course.release(scratch, modules)
-    demo.submit_class(scratch, modules)
-    for module in modules:
-        grading.autograde(scratch, module, sandboxed=not args.no_sandbox, on_outcome=_print_outcome)
-    print()
-    print(gradebook.table(gradebook.scores(scratch)))
+    print(f"demo course in {scratch} ({'kept' if args.keep else 'removed at the end; --keep keeps it'})")
+    try:
+        modules = resolve(scratch, args.modules)
+        course.release(scratch, modules)
+        demo.submit_class(scratch, modules)
+        for module in modules:
+            grading.autograde(scratch, module, sandboxed=not args.no_sandbox, on_outcome=_print_outcome)
+        print()
+        print(gradebook.table(gradebook.scores(scratch)))
+    finally:
+        if not args.keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def cmd_sandbox(args):
+    sandbox.require()
+    print("bubblewrap can sandbox grading here")
 
 
 def cmd_student(args):
-    path = student.init(find_root(), args.folder)
+    path = student.init(find_course(), args.folder)
     print(f"created {path}\nnext: cd {path} && pip install -e '.[dev]' && tito status")
 
 
@@ -150,6 +167,7 @@ def cmd_status(args):
 
 def parser():
     top = argparse.ArgumentParser(prog="tito", description="The TinyTorch course tool.")
+    top.add_argument("--version", action="version", version=f"tito {tinytorch.__version__}")
     commands = top.add_subparsers(dest="command", required=True, metavar="command")
 
     def command(name, handler, help_text):
@@ -188,6 +206,8 @@ def parser():
     demo_cmd = command("demo", cmd_demo, "build the course and grade a demo class (honest, blank, cheat, half) in a scratch copy")
     demo_cmd.add_argument("modules", **modules_arg)
     demo_cmd.add_argument("--no-sandbox", action="store_true", help="grade without bubblewrap")
+    demo_cmd.add_argument("--keep", action="store_true", help="keep the scratch course (default: removed at the end)")
+    command("sandbox", cmd_sandbox, "instructor: check that submissions can be graded in the sandbox here")
     command("student", cmd_student, "instructor: create a student's working copy from the release").add_argument("folder", help="new folder")
     command("export", cmd_export, "student: export module notebooks into your tinytorch/").add_argument("modules", nargs="+", metavar="NN")
     command("test", cmd_test, "student: export, then run a module's tests against your exported tinytorch").add_argument("modules", nargs="+", metavar="NN")

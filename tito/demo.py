@@ -57,12 +57,18 @@ def submit_class(root, modules, kinds=KINDS):
             submit(root, module, f"demo-{kind}", submission(kind, source_nb, release_nb))
 
 
-def scratch_course(root):
-    """A throwaway copy of the course repository, so a demo never touches the real gradebook."""
-    scratch = Path(tempfile.mkdtemp(prefix="tinytorch-demo-"))
+def copy_course(root, destination):
+    """The course repository's files (no course/, .git or caches) copied into `destination`; returns it."""
+    destination = Path(destination)
+    destination.mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints", "course", ".git", "*.egg-info")
     for name in ("settings.ini", "nbgrader_config.py", "pyproject.toml"):
-        shutil.copy2(root / name, scratch / name)
+        shutil.copy2(root / name, destination / name)
     for name in ("modules", "tinytorch", "tito"):
-        shutil.copytree(root / name, scratch / name, ignore=ignore)
-    return scratch
+        shutil.copytree(root / name, destination / name, ignore=ignore)
+    return destination
+
+
+def scratch_course(root):
+    """A throwaway copy of the course repository, so a demo never touches the real gradebook."""
+    return copy_course(root, tempfile.mkdtemp(prefix="tinytorch-demo-"))

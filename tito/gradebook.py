@@ -81,13 +81,25 @@ def scores(root, modules=None):
     return sorted(found, key=lambda s: (s.module, s.student))
 
 
+def _umask():
+    """The process's umask (read from /proc, where it can be read without changing it)."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
+    except (OSError, StopIteration):
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
+
+
 def write_atomically(path, content):
     """Write `content` (text or bytes) to `path` through a temporary file and a rename, so a crash never
-    leaves half a file."""
+    leaves half a file. The file gets the permissions the umask gives a new file (mkstemp's are 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(handle, 0o666 & ~_umask())
         with os.fdopen(handle, "wb") as f:
             f.write(content.encode("utf-8") if isinstance(content, str) else content)
             f.flush()
@@ -114,10 +126,10 @@ def to_csv(rows):
     return buffer.getvalue()
 
 
-def table(rows):
-    """Students down, modules across: 'score/max' per cell, '-' where nothing was graded."""
+def table(rows, modules=()):
+    """Students down, modules across (those graded and `modules`): 'score/max' per cell, '-' where nothing was graded."""
     students = sorted({r.student for r in rows})
-    modules = sorted({r.module for r in rows})
+    modules = sorted({r.module for r in rows} | set(modules))
     lookup = {(r.student, r.module): f"{r.score:g}/{r.max_score:g}" for r in rows}
     widths = [max([len("student")] + [len(s) for s in students])] + [max(len(m), 7) for m in modules]
     lines = ["  ".join(h.ljust(w) for h, w in zip(["student", *modules], widths))]

@@ -5,8 +5,10 @@ against its own grading copy of the package: the reference modules before NN plu
 from the student's notebook, nothing after. The worker autogrades into a private copy of the
 gradebook; this process, the only writer, stores each result in the real gradebook as it arrives
 (one transaction per submission). Workers run side by side on threads of this process, or on a Dask
-cluster (any `concurrent.futures` executor).
+cluster (any `concurrent.futures` executor): a job's inputs go to it as bytes and its outputs come back
+as bytes, so a worker needs no file system shared with this machine.
 """
+import io
 import json
 import os
 import re
@@ -15,6 +17,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -130,9 +133,53 @@ def result_for_nothing_run(student, module, source_nb, reason, status="refused")
             "comments": {}, "timestamp": None, "late_penalty": None, "autograded": None}
 
 
-def run_job(job):
-    """Run one worker process for `job` and return its result; a worker past its time is killed with its
-    kernel and scores 0. Top-level, so a Dask worker can run it too."""
+def pack(entries):
+    """A gzipped tar (bytes) of {name inside: host path}; symbolic links stay links, caches are left out."""
+    buffer = io.BytesIO()
+    skip = lambda info: None if "__pycache__" in info.name or ".ipynb_checkpoints" in info.name else info
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as tar:
+        for name, path in entries.items():
+            tar.add(path, arcname=name, filter=skip)
+    return buffer.getvalue()
+
+
+def unpack(data, destination):
+    """Extract `pack`'s bytes into `destination` (nothing may land outside it)."""
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        tar.extractall(destination, filter="tar")  # "data" would refuse the links the worker must see to refuse
+
+
+def course_inputs(root, module, snapshot):
+    """What every job of `module` reads, as bytes: configuration, the module's folder, the reference
+    package, the grader's own code, and the gradebook snapshot."""
+    entries = {name: root / name for name in ("settings.ini", "nbgrader_config.py", "tito", "tinytorch")}
+    return pack({**entries, f"modules/{module.slug}": module.folder, "gradebook.db": snapshot})
+
+
+def run_job(job, course, submission):
+    """Grade one submission wherever this runs (a thread here, or a Dask worker on another machine).
+
+    Everything the job reads arrives as bytes (`course`, `submission`: see `course_inputs`, `pack`) and
+    is unpacked into a private temporary folder; what it produces comes back in the returned dict:
+    the result, nbgrader's autograded folder (bytes) and the worker's log. Top-level, so Dask can send it.
+    """
+    with tempfile.TemporaryDirectory(prefix="tito-job-") as here:
+        here = Path(here)
+        unpack(course, here / "course")
+        unpack(submission, here / "course")
+        (here / "scratch").mkdir()
+        local = {**job, "root": str(here / "course"), "submission": str(here / "course" / "submission"),
+                 "gradebook": str(here / "course" / "gradebook.db"), "scratch": str(here / "scratch")}
+        result = _run_worker(local)
+        autograded = result.get("autograded")
+        return {"result": {**result, "autograded": None},
+                "autograded": pack({".": autograded}) if autograded and Path(autograded).is_dir() else None,
+                "log": (here / "scratch" / "log").read_text(errors="replace")}
+
+
+def _run_worker(job):
+    """Run one worker process for `job` (local paths) and return its result; a worker past its time is
+    killed with its kernel and scores 0."""
     scratch = Path(job["scratch"])
     job_file = scratch / "job.json"
     job_file.write_text(json.dumps(job))
@@ -184,22 +231,22 @@ def _snapshot(root, module, destination):
     return row[0]
 
 
-def _store(root, module, job, result):
-    """Keep a finished result: gradebook first (the grade), then nbgrader's autograded folder, then the record."""
+def _store(root, module, course_id, returned):
+    """Keep a finished job: gradebook first (the grade), then nbgrader's autograded folder, then the record."""
+    result = returned["result"]
     outcome = Outcome(result["student"], module.slug, result["status"], problems=list(result.get("problems", [])))
     if result["status"] == "error":
         return outcome
-    gradebook.store(root, job["course_id"], result)
-    if result.get("autograded"):
+    gradebook.store(root, course_id, result)
+    if returned.get("autograded"):
         target = root / "course" / "autograded" / result["student"] / module.slug
         if target.exists():
             shutil.rmtree(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(result["autograded"], target)
+        unpack(returned["autograded"], target)
         result["autograded"] = str(target.relative_to(root))
     folder = root / "course" / "results" / module.slug
     gradebook.write_atomically(folder / f"{result['student']}.json", json.dumps(result, indent=1))
-    gradebook.write_atomically(folder / f"{result['student']}.log", (Path(job["scratch"]) / "log").read_text(errors="replace"))
+    gradebook.write_atomically(folder / f"{result['student']}.log", returned["log"])
     outcome.score = sum(c["score"] for c in result["cells"])
     outcome.max_score = sum(c["max_score"] for c in result["cells"])
     return outcome
@@ -218,31 +265,28 @@ def autograde(root, module, students=None, limits=Limits(), workers=None, sandbo
     found = submissions(root, module, students)
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="tito-grade-") as scratch:
-        scratch = Path(scratch)
-        course_id = _snapshot(root, module, scratch / "gradebook.db")
-        jobs = []
-        for number, (student, folder) in enumerate(found.items()):
-            (scratch / str(number)).mkdir()
-            jobs.append({"root": str(root), "module": module.slug, "student": student, "submission": str(folder),
-                         "scratch": str(scratch / str(number)), "gradebook": str(scratch / "gradebook.db"),
-                         "course_id": course_id, "sandbox": sandboxed, "cell_timeout": limits.cell_timeout,
-                         "total_timeout": limits.total_timeout, "memory_mb": limits.memory_mb})
-        pool = executor or ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1)
-        futures = {pool.submit(run_job, job): job for job in jobs}
-        try:
-            for future in as_completed(futures):
-                outcome = _store(root, module, futures[future], future.result())
-                outcomes.append(outcome)
-                if on_outcome:
-                    on_outcome(outcome)
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            with _running_lock:
-                for process in list(_running):
-                    _kill(process)
-            raise
-        finally:
-            if executor is None:
-                pool.shutdown(wait=True, cancel_futures=True)
+        course_id = _snapshot(root, module, Path(scratch) / "gradebook.db")
+        course = course_inputs(root, module, Path(scratch) / "gradebook.db")
+    pool = executor or ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1)
+    futures = {}
+    for student, folder in found.items():
+        job = {"module": module.slug, "student": student, "course_id": course_id, "sandbox": sandboxed,
+               "cell_timeout": limits.cell_timeout, "total_timeout": limits.total_timeout, "memory_mb": limits.memory_mb}
+        futures[pool.submit(run_job, job, course, pack({"submission": folder}))] = job
+    try:
+        for future in as_completed(futures):
+            outcome = _store(root, module, course_id, future.result())
+            outcomes.append(outcome)
+            if on_outcome:
+                on_outcome(outcome)
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        with _running_lock:
+            for process in list(_running):
+                _kill(process)
+        raise
+    finally:
+        if executor is None:
+            pool.shutdown(wait=True, cancel_futures=True)
     return sorted(outcomes, key=lambda o: o.student)

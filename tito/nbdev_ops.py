@@ -1,5 +1,6 @@
 """nbdev, run the way this course needs it: in a given folder, with its settings.ini, checked."""
 import filecmp
+import re
 import shutil
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 from tito.errors import TitoError
 
 HAND_WRITTEN = ("__init__.py", "_todo.py", "_measure.py")  # package files nbdev does not generate
+CELL_MARKER = re.compile(r"^# %% \S+\.ipynb #(\S+)")
 
 
 def _tool(name):
@@ -29,6 +31,17 @@ def run_nbdev(command, root, *args, timeout=300):
 def export(root, notebook=None):
     """`nbdev_export` the whole project, or one notebook of it."""
     run_nbdev("nbdev_export", root, *(["--path", str(notebook)] if notebook else []))
+
+
+def locate(exported_text, line):
+    """(cell id, line within the exported cell) of line `line` (1-based) of a file nbdev exported: nbdev heads
+    each cell's code with `# %% <notebook> #<cell id>`."""
+    lines = exported_text.splitlines()[:line]
+    for number in range(len(lines) - 1, -1, -1):
+        match = CELL_MARKER.match(lines[number])
+        if match:
+            return match.group(1), line - number - 1
+    return None, line
 
 
 def copy_project(root, destination):

@@ -9,7 +9,7 @@ from tito.errors import TitoError
 def run_nbgrader(root, *args, env=None, timeout=None):
     """Run `nbgrader args...` in `root`; returns the CompletedProcess (exit status is not a grade signal)."""
     if not (root / "nbgrader_config.py").is_file():
-        raise TitoError(f"{root} has no nbgrader_config.py: run instructor commands in the course repository")
+        raise TitoError("this is a student copy: run instructor commands in the course repository")
     command = [str(Path(sys.executable).parent / "nbgrader"), *args]
     try:
         return subprocess.run(command, cwd=root, capture_output=True, text=True, env=env, timeout=timeout)

@@ -35,6 +35,14 @@ def find_root(start=None):
     raise TitoError(f"no TinyTorch project here: no folder at or above {here} has settings.ini and modules/")
 
 
+def find_course(start=None):
+    """The course repository (the project root holding nbgrader_config.py), for instructor commands."""
+    root = find_root(start)
+    if not (root / "nbgrader_config.py").is_file():
+        raise TitoError("this is a student copy: run instructor commands in the course repository")
+    return root
+
+
 def list_modules(root):
     """Every `modules/NN_name/` folder that holds its notebook, in order."""
     found = []

@@ -24,19 +24,25 @@ def _count(scores, low, high, last):
     return sum(1 for s in scores if low <= s < high or (last and s == high))
 
 
-def histogram_png(scores, total, title):
-    """The score histogram as PNG bytes (matplotlib, no display needed)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def histogram_figure(scores, total, title):
+    """The score histogram (a matplotlib Figure, no display needed); submissions are counted in whole numbers."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
-    figure, axes = plt.subplots(figsize=(6, 3.5))
+    figure = Figure(figsize=(6, 3.5))
+    axes = figure.subplots()
     axes.hist(scores, bins=[low for low, _ in _bins(total)] + [total], edgecolor="black")
     axes.set(title=title, xlabel=f"score (of {total:g})", ylabel="submissions", xlim=(0, total))
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+    return figure
+
+
+def histogram_png(scores, total, title):
+    """The score histogram as PNG bytes."""
+    figure = histogram_figure(scores, total, title)
     buffer = io.BytesIO()
     figure.tight_layout()
     figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
     return buffer.getvalue()
 
 
@@ -45,7 +51,7 @@ def render(module, results):
     scores = sorted(sum(c["score"] for c in r["cells"]) for r in results)
     total = sum(c["max_score"] for c in results[0]["cells"])
     lines = [f"# {module}: grading report", "",
-             f"{len(results)} submissions; mean {statistics.mean(scores):.1f}, median {statistics.median(scores):g}, "
+             f"{len(results)} submission{'' if len(results) == 1 else 's'}; mean {statistics.mean(scores):.1f}, median {statistics.median(scores):g}, "
              f"min {scores[0]:g}, max {scores[-1]:g} (of {total:g}).", "",
              "## Score distribution", "", f"![score histogram]({module}.png)", "",
              "| score | submissions |", "|---|---|"]

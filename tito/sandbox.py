@@ -34,6 +34,11 @@ LAUNCH = ("import os, resource, sys; cap = int(os.environ.pop('TITO_MEMORY_BYTES
           "os.execv(sys.executable, [sys.executable, '-P', '-m', 'ipykernel_launcher', *sys.argv[1:]])")
 
 
+def interpreter_paths():
+    """Host folders the interpreter needs besides /usr: its installation and its virtual environment."""
+    return sorted({p for p in (sys.base_prefix, sys.prefix) if p != "/usr" and not p.startswith("/usr/")})
+
+
 def _system_binds():
     args = ["--ro-bind", "/usr", "/usr"]
     for name in ("bin", "sbin", "lib", "lib32", "lib64"):
@@ -44,9 +49,8 @@ def _system_binds():
             args += ["--ro-bind", str(path), str(path)]
     for name in ETC_FILES:
         args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-    for prefix in sorted({sys.base_prefix, sys.prefix}):
-        if not prefix.startswith("/usr/"):
-            args += ["--ro-bind", prefix, prefix]
+    for prefix in interpreter_paths():
+        args += ["--ro-bind", prefix, prefix]
     return args
 
 
@@ -55,10 +59,12 @@ def command(files, readable=(), writable=(), env=None):
 
     Its working folder is WORKDIR in a size-capped tmpfs, with the entries of `files` in it read-only;
     `writable` host folders are bound read-write (the kernel's sockets need one).
+    The private /tmp is mounted first and every host folder bound after it, so a project, virtualenv or
+    $TMPDIR under /tmp stays visible (bound over the tmpfs) instead of being hidden by it.
     """
     args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--uid", NOBODY, "--gid", NOBODY,
-            *_system_binds(), "--dev", "/dev", "--proc", "/proc",
-            "--size", str(WRITABLE_BYTES), "--tmpfs", "/tmp", "--dir", WORKDIR]
+            "--size", str(WRITABLE_BYTES), "--tmpfs", "/tmp", "--dir", WORKDIR,
+            *_system_binds(), "--dev", "/dev", "--proc", "/proc"]
     for entry in sorted(Path(files).iterdir()):
         args += ["--ro-bind", str(entry), f"{WORKDIR}/{entry.name}"]
     for path in readable:
@@ -93,14 +99,30 @@ def write_kernelspec(jupyter_dir, env, memory_bytes, jail=None):
     return KERNEL_NAME
 
 
+def _probe(program):
+    """Run `program` in an empty sandbox; the last line bubblewrap or the program wrote on failure, else None."""
+    with tempfile.TemporaryDirectory(prefix="tito-probe-") as files:
+        probe = subprocess.run([*command(files), *program], capture_output=True, text=True)
+    return None if probe.returncode == 0 else (probe.stderr.strip().splitlines() or ["no output"])[-1]
+
+
 def require():
-    """Fail loudly, with the fix, when bubblewrap is missing or cannot create its namespaces here."""
+    """Fail loudly, with the real cause and its fix, when grading cannot be sandboxed here.
+
+    Two probes tell the causes apart: a sandbox running `true` from /usr shows that bubblewrap can create
+    its namespaces; one running the interpreter shows that the interpreter and its environment are visible.
+    """
     if not shutil.which("bwrap"):
         raise TitoError("bubblewrap (bwrap) is not installed, so submissions cannot be sandboxed: "
                         "`apt-get install -y bubblewrap`, or pass --no-sandbox to grade without one (unsafe)")
-    with tempfile.TemporaryDirectory(prefix="tito-probe-") as files:
-        probe = subprocess.run([*command(files), sys.executable, "-c", "pass"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        detail = (probe.stderr.strip().splitlines() or ["no output"])[-1]
-        raise TitoError(f"bubblewrap cannot start a sandbox here ({detail}); enable unprivileged user "
-                        "namespaces, or pass --no-sandbox to grade without one (unsafe)")
+    true = next(p for p in ("/usr/bin/true", "/bin/true") if Path(p).exists())
+    failure = _probe([true])
+    if failure:
+        raise TitoError(f"bubblewrap cannot create its sandbox here ({failure}): enable unprivileged user "
+                        "namespaces (sysctl kernel.unprivileged_userns_clone=1; in a container, a seccomp or "
+                        "AppArmor profile that allows them), or pass --no-sandbox to grade without one (unsafe)")
+    failure = _probe([sys.executable, "-c", "import ipykernel"])
+    if failure:
+        raise TitoError(f"the sandbox starts, but {sys.executable} cannot run in it ({failure}); it sees /usr and "
+                        f"{', '.join(interpreter_paths()) or 'nothing else'}: install Python and its virtualenv "
+                        "there, or pass --no-sandbox to grade without one (unsafe)")

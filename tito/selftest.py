@@ -6,12 +6,15 @@ Every test cell runs even after a failure, and each graded cell is reported with
 """
 import json
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
 
+from tito import kernels
 from tito.notebooks import EXPORT_FLAG, nbgrader, source
 from tito.project import export_targets
 
@@ -60,9 +63,15 @@ def run(root, module, notebook_json, timeout=120):
     """Execute the module's tests against `root`'s package; returns (tinytorch path seen, [CellResult])."""
     notebook = testing_notebook(notebook_json)
     env = {**os.environ, "PYTHONPATH": str(root), "TINYTORCH_SMALL": "1"}
-    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": str(module.folder)}})
-    client.execute(env=env)
+    with tempfile.TemporaryDirectory(prefix="tito-test-") as scratch:
+        sockets = kernels.socket_folder(Path(scratch) / "run")
+        try:
+            client = NotebookClient(notebook, timeout=timeout, kernel_name="python3", allow_errors=True,
+                                    resources={"metadata": {"path": str(module.folder)}},
+                                    config=kernels.ipc_config(sockets))
+            client.execute(env=env)
+        finally:
+            shutil.rmtree(sockets, ignore_errors=True)
     first = notebook.cells[0].get("outputs", [])
     seen = "".join(o.get("text", "") for o in first).strip() or _failure(notebook.cells[0])
     results = []

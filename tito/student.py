@@ -1,9 +1,12 @@
 """Student flows: a working copy from the release, export, self-test, status."""
 import shutil
+import tempfile
 from pathlib import Path
 
 from tito import nbdev_ops, selftest
 from tito.errors import TitoError
+from tito.gradebook import write_atomically
+from tito.notebooks import source
 from tito.project import export_targets, list_modules, read_notebook
 
 STUB_CALL = "from tinytorch._todo import todo; todo()"
@@ -48,9 +51,50 @@ def init(course_root, destination):
 
 
 def export(root, module):
-    """Export one module of the student's notebooks into their package."""
-    read_notebook(module.notebook)
-    nbdev_ops.export(root, module.notebook.relative_to(root))
+    """Export one module of the student's notebooks into their package.
+
+    nbdev writes into a temporary copy of the package; the exported files are compiled there and only
+    then replace the student's (with nbdev's symbol index), so a notebook that does not compile names
+    its cell and line and leaves the previous export in place, and every later import keeps working.
+    """
+    notebook = read_notebook(module.notebook)
+    targets = [Path(*t.split(".")).with_suffix(".py") for t in export_targets(notebook)]
+    with tempfile.TemporaryDirectory(prefix="tito-export-") as scratch:
+        copy = Path(scratch)
+        shutil.copy2(root / "settings.ini", copy / "settings.ini")
+        shutil.copytree(root / "tinytorch", copy / "tinytorch", ignore=shutil.ignore_patterns("__pycache__"))
+        relative = module.notebook.relative_to(root)
+        (copy / relative).parent.mkdir(parents=True)
+        shutil.copy2(module.notebook, copy / relative)
+        try:
+            nbdev_ops.export(copy, relative)
+        except TitoError as failure:
+            _refuse_if_broken(root, module, notebook, copy, targets)
+            raise TitoError(str(failure).replace(str(copy), str(root))) from None
+        _refuse_if_broken(root, module, notebook, copy, targets)
+        for name in [*targets, Path("_modidx.py")]:
+            if (copy / "tinytorch" / name).is_file():
+                write_atomically(root / "tinytorch" / name, (copy / "tinytorch" / name).read_bytes())
+
+
+def _refuse_if_broken(root, module, notebook, copy, targets):
+    """A TitoError naming the cell and line where an exported file of `copy` does not compile."""
+    for target in targets:
+        path = copy / "tinytorch" / target
+        if not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8")
+        try:
+            compile(text, str(path), "exec")
+        except SyntaxError as error:
+            cell_id, offset = nbdev_ops.locate(text, error.lineno or 1)
+            index = next((i for i, c in enumerate(notebook["cells"]) if c.get("id") == cell_id), None)
+            where = f"cell '{cell_id}' (cell {index} of the notebook)" if index is not None else "a cell"
+            if index is not None and error.text:  # the line as the student sees it, directives included
+                cell_lines = source(notebook["cells"][index]).splitlines()
+                offset = next((n + 1 for n, line in enumerate(cell_lines) if line.strip() == error.text.strip()), offset)
+            raise TitoError(f"{module.notebook.relative_to(root)}: {where}, line {offset}: {error.msg}; nothing was "
+                            f"exported, tinytorch/{target} is unchanged") from None
 
 
 def exported_file(root, module):

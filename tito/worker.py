@@ -2,8 +2,10 @@
 
 The worker reads the course (source notebook, reference package, a snapshot of the gradebook) and
 writes only into the job's scratch folder: the repaired copy of the submission, its grading copy of
-the package, a private gradebook that nbgrader autogrades into, and `result.json`. The parent process
-is the only writer of the real gradebook, so a worker killed at any moment changes no stored grade.
+the package, a private gradebook that nbgrader autogrades into, and `result.json` (the kernel's
+sockets go to a short-lived folder of /tmp when the scratch path is too long for a Unix socket). The
+parent process is the only writer of the real gradebook, so a worker killed at any moment changes no
+stored grade.
 Student code runs only in the kernel, which is sandboxed (tito/sandbox.py) and supervised here by
 SandboxedExecute: a time budget per cell and per submission, restarts after a dead or stuck kernel.
 """
@@ -15,10 +17,10 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 from traitlets import Integer
@@ -29,7 +31,7 @@ from nbgrader.apps import AutogradeApp
 from nbgrader.converters import Autograde
 from nbgrader.preprocessors import Execute
 
-from tito import sandbox, structure
+from tito import kernels, sandbox, structure
 from tito.errors import TitoError
 from tito.grading import grading_copy, result_for_nothing_run
 from tito.notebooks import graded_cells, nbgrader, source
@@ -51,6 +53,33 @@ def _errored(cell):
     return any(o.get("output_type") == "error" for o in cell.get("outputs", []))
 
 
+class _Restart(Exception):
+    """Raised out of a kernel session to end it: its kernel is shut down and, if time is left, a new one started."""
+
+
+class _Stop(Exception):
+    """Raised out of a kernel session to end grading: the cells not yet run are marked as such."""
+
+
+@dataclass
+class _Run:
+    """What one `preprocess` call knows about its notebook (an instance per notebook; nothing is shared)."""
+    deadline: float
+    per_cell: int
+    code: list  # indices of the notebook's code cells
+    position: int = 0  # code[position] is the next cell to grade
+    clean: list = field(default_factory=list)  # cells that ran without error, re-run after a restart
+    session: list = field(default_factory=list)  # (cell index in the notebook, replayed?) per cell of this session
+    output_bytes: dict = field(default_factory=dict)
+    problems: list = field(default_factory=list)
+    why_not: str = ""
+
+
+def problems_of(nb):
+    """The sentences SandboxedExecute left in a notebook's metadata (empty when nothing went wrong)."""
+    return list(nb.get("metadata", {}).get("tito", {}).get("problems", []))
+
+
 class SandboxedExecute(Execute):
     """nbgrader's Execute with a time budget per submission, restarts after a dead or stuck kernel, capped outputs.
 
@@ -58,77 +87,95 @@ class SandboxedExecute(Execute):
     the interrupt has its kernel killed. Either way the kernel is then restarted (an interrupted cell can
     leave it unusable: a flood of output still buffered, threads, memory), the cells that had run cleanly
     are re-run silently to rebuild its state, and grading goes on with the next cell. Cells left when
-    the submission's time runs out are marked as not run, which nbgrader scores 0.
+    the submission's time runs out are marked as not run, which nbgrader scores 0. What went wrong is
+    written, as sentences, to the notebook's metadata (`problems_of`).
+
+    Only documented extension points of the pinned nbconvert/nbclient are used (tests/test_worker_hooks.py):
+    `preprocess` runs one kernel session per call of the inherited `preprocess`, `preprocess_cell` runs a
+    cell through the public `execute_cell`, `output` drops what exceeds the cap.
     """
     total_timeout = Integer(300, help="Seconds for the whole notebook, restarts included.").tag(config=True)
     max_output_bytes = Integer(1_000_000, help="Output kept per cell; the rest is dropped.").tag(config=True)
-    problems = []  # what went wrong, as sentences (one submission per process)
 
     def preprocess(self, nb, resources=None, km=None):
-        NotebookClient.__init__(self, nb, km)
-        self.reset_execution_trackers()
-        self._check_assign_resources(resources)
-        self.shutdown_kernel = "immediate"
-        self._output_bytes = {}
-        per_cell, deadline = self.timeout, time.monotonic() + self.total_timeout
-        code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
-        clean, position, why_not = [], 0, f"not run: the submission used up its {self.total_timeout} s"
-        while position < len(code) and time.monotonic() < deadline:
-            with self.setup_kernel():
-                info = self.wait_for_reply(self.kc.kernel_info())
-                self.nb.metadata["language_info"] = info["content"]["language_info"]
-                try:  # rebuild the state the previous kernel had
-                    replayed = all(self._execute(copy.deepcopy(nb.cells[i]), i, per_cell, deadline) for i in clean)
-                except (DeadKernelError, CellTimeoutError):
-                    replayed = False
-                if not replayed:
-                    if time.monotonic() < deadline:
-                        why_not = "not run: the kernel failed again while re-running the cells before"
-                        self.problems.append(why_not.replace("not run: ", "grading stopped: "))
-                    break
-                while position < len(code) and time.monotonic() < deadline:
-                    index = code[position]
-                    position += 1
-                    try:
-                        if not self._execute(nb.cells[index], index, per_cell, deadline):
-                            break  # interrupted after its time limit: restart
-                    except DeadKernelError:
-                        self._blame(nb.cells[index], index, "KernelDied", "the kernel died running this cell "
-                                    "(os._exit, a kill, a crash or the memory cap); it was restarted")
-                        break
-                    except CellTimeoutError:
-                        self._blame(nb.cells[index], index, "CellTimeoutError", "the cell ran past its time "
-                                    "limit and ignored the interrupt; the kernel was killed and restarted")
-                        break
-                    if not _errored(nb.cells[index]):
-                        clean.append(index)
-        for index in code[position:]:
-            nb.cells[index].outputs = [_error("NotRun", why_not)]
-        if position < len(code):
-            self.problems.append(f"{len(code) - position} cell(s) {why_not}")
-        self.set_widgets_metadata()
-        return self.nb, self.resources
+        run = _Run(deadline=time.monotonic() + self.total_timeout, per_cell=self.timeout,
+                   code=[i for i, c in enumerate(nb.cells) if c.cell_type == "code"],
+                   why_not=f"not run: the submission used up its {self.total_timeout} s")
+        self.grading_run = run
+        while run.position < len(run.code) and time.monotonic() < run.deadline:
+            replayed = [copy.deepcopy(nb.cells[i]) for i in run.clean]
+            remaining = run.code[run.position:]
+            run.session = [(i, True) for i in run.clean] + [(i, False) for i in remaining]
+            run.output_bytes = {}
+            session = NotebookNode({**nb, "metadata": NotebookNode(copy.deepcopy(dict(nb.metadata))),
+                                    "cells": replayed + [nb.cells[i] for i in remaining]})
+            try:
+                super().preprocess(session, resources, km)
+            except _Restart:
+                continue
+            except _Stop:
+                break
+            finally:
+                nb.metadata.update(session.metadata)
+        for index in run.code[run.position:]:
+            nb.cells[index].outputs = [_error("NotRun", run.why_not)]
+        if run.position < len(run.code):
+            run.problems.append(f"{len(run.code) - run.position} cell(s) {run.why_not}")
+        nb.metadata["tito"] = {"problems": run.problems}
+        return nb, resources
 
-    def _execute(self, cell, index, per_cell, deadline):
-        """Run one cell within its share of the time; False if it had to be interrupted."""
-        left = math.ceil(deadline - time.monotonic())
-        self.timeout = max(1, min(per_cell, left))
-        reason = (f"the cell did not finish within {per_cell} s and was interrupted" if per_cell <= left
+    def preprocess_cell(self, cell, resources, index):
+        """Run one cell within its share of the time; a dead, stuck or interrupted kernel ends the session."""
+        run = self.grading_run
+        original, replay = run.session[index]
+        left = math.ceil(run.deadline - time.monotonic())
+        if left <= 0:
+            raise _Stop
+        self.timeout = max(1, min(run.per_cell, left))
+        reason = (f"the cell did not finish within {run.per_cell} s and was interrupted" if run.per_cell <= left
                   else f"the submission used up its {self.total_timeout} s during this cell")
         self.error_on_timeout = {"ename": "CellTimeoutError", "evalue": reason, "traceback": [reason]}
-        self.preprocess_cell(cell, self.resources, index)
+        if replay:
+            self._replay(cell, index)
+            return cell, resources
+        run.position += 1
+        try:
+            self.execute_cell(cell, index, store_history=True)
+        except DeadKernelError:
+            self._blame(cell, original, "KernelDied", "the kernel died running this cell (os._exit, a kill, "
+                        "a crash or the memory cap); it was restarted")
+            raise _Restart from None
+        except CellTimeoutError:
+            self._blame(cell, original, "CellTimeoutError", "the cell ran past its time limit and ignored the "
+                        "interrupt; the kernel was killed and restarted")
+            raise _Restart from None
         if any(o.get("ename") == "CellTimeoutError" for o in cell.outputs):
-            self.problems.append(f"cell {_label(cell, index)}: {reason}")
-            return False
-        return True
+            run.problems.append(f"cell {_label(cell, original)}: {reason}")
+            raise _Restart  # an interrupted kernel may be unusable: start afresh
+        if not _errored(cell):
+            run.clean.append(original)
+        return cell, resources
+
+    def _replay(self, cell, index):
+        """Re-run a cell that ran cleanly before the restart; if it cannot run now, grading stops."""
+        try:
+            self.execute_cell(cell, index, store_history=True)
+            failed = any(o.get("ename") == "CellTimeoutError" for o in cell.outputs)
+        except (DeadKernelError, CellTimeoutError):
+            failed = True
+        if failed:
+            if time.monotonic() < self.grading_run.deadline:
+                self.grading_run.why_not = "not run: the kernel failed again while re-running the cells before"
+                self.grading_run.problems.append("grading stopped: the kernel failed again while re-running the cells before")
+            raise _Stop
 
     def _blame(self, cell, index, name, text):
         cell.outputs.append(_error(name, text))
-        self.problems.append(f"cell {_label(cell, index)}: {text}")
+        self.grading_run.problems.append(f"cell {_label(cell, index)}: {text}")
 
     def output(self, outs, msg, display_id, cell_index):
-        size = self._output_bytes.get(cell_index, 0) + len(json.dumps(msg["content"]))
-        self._output_bytes[cell_index] = size
+        size = self.grading_run.output_bytes.get(cell_index, 0) + len(json.dumps(msg["content"]))
+        self.grading_run.output_bytes[cell_index] = size
         if size > self.max_output_bytes and msg["msg_type"] != "error":
             return None
         return super().output(outs, msg, display_id, cell_index)
@@ -180,14 +227,13 @@ def _prepare(job, module, repaired, scratch):
     shutil.copytree(submitted, scratch / "work", ignore=ignore)  # files for the kernel's working folder:
     shutil.copytree(module.folder, scratch / "work", ignore=ignore, dirs_exist_ok=True)  # no notebooks
     shutil.copy2(job["gradebook"], scratch / "gradebook.db")
-    (scratch / "run").mkdir()
 
 
-def _kernelspec(job, scratch, gradelib):
+def _kernelspec(job, scratch, gradelib, sockets):
     """The kernel nbgrader starts: sandboxed (unless --no-sandbox), found through JUPYTER_PATH."""
     os.environ["JUPYTER_PATH"] = str(scratch / "jupyter")
     env = {"PYTHONPATH": str(gradelib), "NBGRADER_EXECUTION": "autograde"}
-    jail = {"files": scratch / "work", "readable": [gradelib], "writable": [scratch / "run"]}
+    jail = {"files": scratch / "work", "readable": [gradelib], "writable": [sockets]}
     return sandbox.write_kernelspec(scratch / "jupyter", env, job["memory_mb"] * 2**20, jail if job["sandbox"] else None)
 
 
@@ -199,18 +245,19 @@ class _ErrorLines(logging.Handler):
         self.lines = []
 
     def emit(self, record):
-        self.lines.append(record.getMessage().strip().splitlines()[0])
+        lines = record.getMessage().strip().splitlines() or [""]
+        self.lines.append(lines[-1].strip() if lines[0].startswith("Traceback") else lines[0])
 
 
-def _run_nbgrader(job, module, scratch, kernel_name):
+def _run_nbgrader(job, module, scratch, kernel_name, sockets):
     """nbgrader autograde of this one submission, into the private gradebook; returns its [ERROR] lines."""
     config = Config()
     config.Autograde.autograde_preprocessors = [SandboxedExecute if p is Execute else p
                                                 for p in Autograde.autograde_preprocessors.default()]
     config.Execute.kernel_name = kernel_name
     config.SandboxedExecute.total_timeout = job["total_timeout"]
-    config.KernelManager.transport = "ipc"  # Unix sockets: the sandbox has no network
-    config.KernelManager.connection_file = str(scratch / "run" / "k.json")
+    config.SandboxedExecute.shutdown_kernel = "immediate"
+    kernels.ipc_config(sockets, config)  # Unix sockets: the sandbox has no network
     argv = [module.slug, f"--student={job['student']}", "--force", f"--Execute.timeout={job['cell_timeout']}",
             f"--CourseDirectory.submitted_directory={scratch / 'submitted'}",
             f"--CourseDirectory.autograded_directory={scratch / 'autograded'}",
@@ -232,6 +279,7 @@ def _collect(job, module, source_nb, scratch, problems):
     notebook_path = autograded / f"{module.slug}.ipynb"
     notebook = nbformat.read(notebook_path, as_version=4) if notebook_path.is_file() else {"cells": []}
     by_id = {nbgrader(c).get("grade_id"): c for c in notebook["cells"] if nbgrader(c).get("grade")}
+    problems = problems + problems_of(notebook)
     redact = _redactor(source_nb)
     with Gradebook(f"sqlite:///{scratch / 'gradebook.db'}", job["course_id"]) as gradebook:
         submission = gradebook.find_submission(module.slug, job["student"])
@@ -271,10 +319,14 @@ def grade(job):
         detail = str(failure).split(": ", 1)[-1]
         problems.append(f"nbdev could not export the notebook ({detail}); graded without its exported module")
     _prepare(job, module, repaired, scratch)
-    errors = _run_nbgrader(job, module, scratch, _kernelspec(job, scratch, gradelib))
+    sockets = kernels.socket_folder(scratch / "run")
+    try:
+        errors = _run_nbgrader(job, module, scratch, _kernelspec(job, scratch, gradelib, sockets), sockets)
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
     if errors and not (scratch / "autograded" / job["student"] / module.slug / f"{module.slug}.ipynb").is_file():
         return {"student": job["student"], "module": module.slug, "status": "error", "problems": errors[-3:]}
-    return _collect(job, module, source_nb, scratch, problems + SandboxedExecute.problems)
+    return _collect(job, module, source_nb, scratch, problems)
 
 
 def main(job_path):
