@@ -35,6 +35,7 @@ TOKENS = BATCH * CONTEXT
 
 
 def milestone_builder():
+    sys.path.insert(0, str(ROOT / "milestones"))  # the milestone imports its shared plumbing, milestones/_common.py
     spec = importlib.util.spec_from_file_location("gpt_shakespeare", ROOT / "milestones" / "05_gpt_shakespeare.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _common import MilestoneError, clean_quick_run, load_data, resume, resume_command, run, timing
+
 HERE = Path(__file__).resolve().parent
 MODEL_KEYS = ("context", "width", "heads", "layers", "dropout")
 
@@ -117,6 +119,8 @@ def parse_args(argv=None):
     parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
     parser.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest characters only")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown on a terminal)")
+    parser.add_argument("--keep-checkpoints", action="store_true",
+                        help="keep a --quick run's checkpoints (default: removed when it finishes)")
     args = parser.parse_args(argv)
     given = set(argv if argv is not None else sys.argv[1:])
     if args.quick:
@@ -127,25 +131,24 @@ def parse_args(argv=None):
     return args
 
 
-class UsageError(ValueError):
-    """A mistake on the command line: reported in one line, exit status 2."""
-
-
 def check(args):
     if args.prompt is not None and args.checkpoint is None:
-        raise UsageError("--prompt needs --checkpoint PATH (a best.npz or checkpoint.npz of an earlier run)")
+        raise MilestoneError("--prompt needs --checkpoint PATH (a best.npz or checkpoint.npz of an earlier run)")
     for name in ("epochs", "steps_per_epoch", "batch_size", "context", "width", "heads", "layers", "sample_tokens"):
         if getattr(args, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+            raise MilestoneError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.width % args.heads:
-        raise UsageError(f"--width {args.width} must be divisible by --heads {args.heads}")
+        raise MilestoneError(f"--width {args.width} must be divisible by --heads {args.heads}")
     if not 0 <= args.dropout < 1:
-        raise UsageError(f"--dropout must lie in [0, 1), got {args.dropout}")
+        raise MilestoneError(f"--dropout must lie in [0, 1), got {args.dropout}")
     if args.temperature <= 0:
-        raise UsageError(f"--temperature must be positive, got {args.temperature}")
+        raise MilestoneError(f"--temperature must be positive, got {args.temperature}")
     for path in (args.resume, args.checkpoint):
         if path is not None and not path.is_file():
-            raise UsageError(f"{path}: no such checkpoint")
+            raise MilestoneError(f"{path}: no such checkpoint (a run writes checkpoint.npz and best.npz into its run folder)")
+        if path is not None:
+            from tinytorch.train.loop import read_checkpoint
+            read_checkpoint(path)  # a damaged file is refused before any data is loaded
 
 
 def sample(model, tokenizer, prompt, tokens, args, seed=0):
@@ -160,7 +163,7 @@ def generate_from_checkpoint(args, tokenizer):
     from tinytorch.train.loop import read_checkpoint
     config_path = args.checkpoint.parent / "config.json"
     if not config_path.is_file():
-        raise UsageError(f"{config_path}: missing; --checkpoint must point into a run folder of this milestone")
+        raise MilestoneError(f"{config_path}: missing; --checkpoint must point into a run folder of this milestone")
     config = json.loads(config_path.read_text())
     model = build_model(tokenizer.vocab_size, **{k: config[k] for k in MODEL_KEYS})
     arrays, _ = read_checkpoint(args.checkpoint)
@@ -168,35 +171,22 @@ def generate_from_checkpoint(args, tokenizer):
     try:
         tokenizer.encode(args.prompt)
     except ValueError as error:
-        raise UsageError(f"--prompt: {error}") from None
+        raise MilestoneError(f"--prompt: {error}") from None
     print(sample(model, tokenizer, args.prompt, args.sample_tokens, args, seed=args.seed))
     return 0
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    try:
-        check(args)
-        return run(args, argv)
-    except (UsageError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except ValueError as error:  # CheckpointError and DataFileError are ValueErrors
-        if type(error).__name__ not in ("CheckpointError", "DataFileError"):
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-
-
-def run(args, argv):
     from tinytorch.nn.layers import manual_seed
     from tinytorch.nn.losses import cross_entropy
     from tinytorch.optim import AdamW
     from tinytorch.text.tokenizers import CharTokenizer, TextDataset, load_tiny_shakespeare
     from tinytorch.train.loop import Trainer, WarmupCosine
 
+    args = parse_args(argv)
+    check(args)
     started = time.perf_counter()
-    train_text, val_text = load_tiny_shakespeare(progress=not args.no_progress)
+    train_text, val_text = load_data(lambda: load_tiny_shakespeare(progress=not args.no_progress), "tiny-shakespeare")
     tokenizer = CharTokenizer(train_text + val_text)  # nanoGPT: the sorted characters of the whole corpus
     if args.prompt is not None:
         return generate_from_checkpoint(args, tokenizer)
@@ -231,12 +221,10 @@ def run(args, argv):
           f"{args.context}); vocabulary {tokenizer.vocab_size}; {len(train_ids):,} training and {len(val_ids):,} "
           f"validation characters; {args.epochs} epochs x {args.steps_per_epoch} steps x {args.batch_size} windows; "
           f"run folder {run_dir}", flush=True)
-    if args.resume:
-        trainer.resume(args.resume)
-        print(f"resumed from {args.resume} at epoch {trainer.epoch + 1}, step {trainer.batch}", flush=True)
+    resume(trainer, args)
     trainer.fit(args.epochs)
     if trainer.stop_requested:
-        print(f"stopped; continue with: python milestones/{Path(__file__).name} --resume {run_dir / 'checkpoint.npz'}")
+        print(resume_command(__file__, run_dir / "checkpoint.npz", argv))
         return 130
     wall = time.perf_counter() - started
     final = trainer.history[-1]
@@ -250,10 +238,11 @@ def run(args, argv):
                "command": " ".join(["python", *sys.argv]) if argv is None else None}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"validation loss {final['val_loss']:.4f} (train {final['train_loss']:.4f}) after {summary['steps']} steps; "
-          f"wall time {wall:.0f} s ({summary['train_seconds']:.0f} s training)")
+          f"{timing(wall, trainer.history, args.resume)}")
     print(f"samples: {run_dir / 'samples.txt'}  curves: {run_dir / 'curves.png'}  metrics: {run_dir / 'metrics.jsonl'}")
+    clean_quick_run(args, run_dir)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -48,7 +48,7 @@ def test_mistakes_are_one_line_and_exit_2(args, message):
 
 @pytest.mark.slow
 def test_quick_mode_learns_and_generates_from_its_checkpoint(shakespeare, tmp_path):
-    result = run("--quick", "--no-progress", "--run-dir", str(tmp_path))
+    result = run("--quick", "--no-progress", "--keep-checkpoints", "--run-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["val_loss"] < 3.5, f"uniform guessing over 65 characters is ln 65 = 4.17; got {summary['val_loss']}"
