@@ -188,3 +188,32 @@ def test_each_activation_is_one_recorded_op_keeping_float32(name):
 def test_softmax_refuses_an_axis_that_does_not_exist(function, axis):
     with pytest.raises(ValueError, match=rf"{function.__name__}: axis .* shape \(2, 3\)"):
         function(Tensor(np.zeros((2, 3))), axis=axis)
+
+
+def test_values_and_gradients_at_hand_computed_points():
+    """Closed forms at a few points, so a wrong forward or rule fails with or without PyTorch."""
+    from tinytorch.core.autograd import backward
+    x = leaf(np.array([-2.0, 0.0, 3.0]))
+    cases = [
+        (relu, [0.0, 0.0, 3.0], [0.0, 0.0, 1.0]),
+        (sigmoid, 1 / (1 + np.exp([2.0, 0.0, -3.0])), None),
+        (tanh, np.tanh([-2.0, 0.0, 3.0]), 1 - np.tanh([-2.0, 0.0, 3.0]) ** 2),
+        (gelu, [-2.0 * 0.02275013194817921, 0.0, 3.0 * 0.9986501019683699], None),
+    ]
+    for function, value, slope in cases:
+        x.grad = None
+        out = function(x)
+        np.testing.assert_allclose(out.data, value, rtol=1e-12, atol=1e-15, err_msg=function.__name__)
+        backward(out.sum())
+        if slope is None:  # sigmoid' = s (1 - s); gelu' checked by gradcheck above
+            s = np.asarray(value)
+            slope = s * (1 - s) if function is sigmoid else x.grad.data
+        np.testing.assert_allclose(x.grad.data, slope, rtol=1e-12, atol=1e-15, err_msg=f"{function.__name__}'")
+    z = leaf(np.array([[0.0, np.log(3.0)]]))
+    np.testing.assert_allclose(softmax(z).data, [[0.25, 0.75]], rtol=1e-12)
+    np.testing.assert_allclose(log_softmax(z).data, np.log([[0.25, 0.75]]), rtol=1e-12)
+    backward(softmax(z), np.array([[1.0, 0.0]]))  # d s_0 / d z = s_0 (e_0 - s) = [0.1875, -0.1875]
+    np.testing.assert_allclose(z.grad.data, [[0.1875, -0.1875]], rtol=1e-12)
+    z.grad = None
+    backward(log_softmax(z), np.array([[1.0, 0.0]]))  # d log s_0 / d z = e_0 - s = [0.75, -0.75]
+    np.testing.assert_allclose(z.grad.data, [[0.75, -0.75]], rtol=1e-12)

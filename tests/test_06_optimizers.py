@@ -286,3 +286,70 @@ def test_defaults_and_base_class():
     w.grad = Tensor(np.ones(2))
     with pytest.raises(NotImplementedError, match="_update"):
         Optimizer([w]).step()
+
+
+# --- closed-form and hand-computed steps: these fail on a wrong update with or without PyTorch ---
+
+
+def run_on_quadratic(optimizer_of, start, curvature, steps):
+    """Minimise f(w) = 1/2 sum(curvature * w^2) (gradient curvature * w) from `start`; the values after each step."""
+    w = Tensor(np.array(start, dtype=np.float64), requires_grad=True)
+    optimizer = optimizer_of([w])
+    values = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        (0.5 * Tensor(np.asarray(curvature, dtype=np.float64)) * w * w).sum().backward()
+        optimizer.step()
+        values.append(w.data.copy())
+    return np.array(values)
+
+
+def test_sgd_follows_the_geometric_closed_form():
+    """Plain SGD on 1/2 h w^2 multiplies w by (1 - lr h) each step; weight decay adds wd to h."""
+    got = run_on_quadratic(lambda p: SGD(p, lr=0.1), [1.0, -2.0], [1.0, 3.0], 10)
+    want = np.array([[1.0, -2.0] * (1 - 0.1 * np.array([1.0, 3.0])) ** t for t in range(1, 11)])
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    got = run_on_quadratic(lambda p: SGD(p, lr=0.1, weight_decay=0.5), [1.0], [1.0], 5)
+    np.testing.assert_allclose(got[:, 0], (1 - 0.1 * 1.5) ** np.arange(1, 6), rtol=1e-12)
+
+
+def test_momentum_and_nesterov_follow_the_heavy_ball_recurrence():
+    """v <- mu v + g, w <- w - lr v (Nesterov: w <- w - lr (g + mu v)), as PyTorch defines them."""
+    lr, mu, h = 0.1, 0.9, 2.0
+    for nesterov in (False, True):
+        got = run_on_quadratic(lambda p: SGD(p, lr=lr, momentum=mu, nesterov=nesterov), [1.0], [h], 8)[:, 0]
+        w, v, want = 1.0, 0.0, []
+        for _ in range(8):
+            g = h * w
+            v = mu * v + g
+            w -= lr * (g + mu * v if nesterov else v)
+            want.append(w)
+        np.testing.assert_allclose(got, want, rtol=1e-12, err_msg=f"nesterov={nesterov}")
+
+
+def test_adam_first_step_is_lr_times_the_sign_of_the_gradient():
+    """With bias correction, m_hat = g and v_hat = g^2 after one step, so the step is lr * g / (|g| + eps)."""
+    got = run_on_quadratic(lambda p: Adam(p, lr=0.01, eps=1e-8), [1.0, -3.0, 1e-3], [1.0, 1.0, 1.0], 1)[0]
+    g = np.array([1.0, -3.0, 1e-3])
+    np.testing.assert_allclose(got, g - 0.01 * g / (np.abs(g) + 1e-8), rtol=1e-12)
+
+
+def test_adam_second_step_by_hand():
+    b1, b2, lr, eps, h = 0.9, 0.999, 0.1, 1e-8, 3.0
+    got = run_on_quadratic(lambda p: Adam(p, lr=lr, betas=(b1, b2), eps=eps), [2.0], [h], 2)[:, 0]
+    w, m, v, want = 2.0, 0.0, 0.0, []
+    for t in (1, 2):
+        g = h * w
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+        w -= lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
+        want.append(w)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_adamw_decays_the_weights_apart_from_the_gradient():
+    """AdamW: w <- w (1 - lr wd) - lr m_hat / (sqrt(v_hat) + eps); on the first step that is lr * sign(g)."""
+    got = run_on_quadratic(lambda p: AdamW(p, lr=0.01, weight_decay=0.5, eps=1e-8), [2.0, -1.0], [1.0, 1.0], 1)[0]
+    w = np.array([2.0, -1.0])
+    np.testing.assert_allclose(got, w * (1 - 0.01 * 0.5) - 0.01 * np.sign(w), rtol=1e-9)
+    coupled = run_on_quadratic(lambda p: Adam(p, lr=0.01, weight_decay=0.5, eps=1e-8), [2.0, -1.0], [1.0, 1.0], 1)[0]
+    np.testing.assert_allclose(coupled, w - 0.01 * np.sign(w), rtol=1e-9, err_msg="Adam's L2 decay goes into g")

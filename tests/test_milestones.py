@@ -171,6 +171,8 @@ def test_ctrl_c_stops_cleanly_and_the_run_resumes(cifar, tmp_path):
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3
     again = run("--quick", "--no-progress", "--resume", str(tmp_path / "checkpoint.npz"), timeout=600)
     one_line_exit_2(again, "already finished its 3 epochs")
+    other = run("--quick", "--no-progress", "--batch-size", "64", "--resume", str(tmp_path / "checkpoint.npz"), timeout=600)
+    one_line_exit_2(other, "resume with the options of the run that wrote it")
 
 
 def third_party_imports(*folders):

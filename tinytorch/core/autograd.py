@@ -35,7 +35,7 @@ def backward_rule(op):
         return rule
     return register
 
-# %% ../../modules/02_autograd/02_autograd.ipynb #elementwise-rules
+# %% ../../modules/02_autograd/02_autograd.ipynb #arithmetic-rules
 @backward_rule(ops.add)
 def add_backward(grad, out, a, b):
     ### BEGIN SOLUTION
@@ -67,7 +67,7 @@ def div_backward(grad, out, a, b):
     return grad_a, grad_b
     ### END SOLUTION
 
-
+# %% ../../modules/02_autograd/02_autograd.ipynb #function-rules
 @backward_rule(ops.neg)
 def neg_backward(grad, out, a):
     ### BEGIN SOLUTION
@@ -193,7 +193,7 @@ def getitem_backward(grad, out, a, index):
     return (full,)
     ### END SOLUTION
 
-# %% ../../modules/02_autograd/02_autograd.ipynb #selection-rules
+# %% ../../modules/02_autograd/02_autograd.ipynb #where-rules
 @backward_rule(ops.where)
 def where_backward(grad, out, a, b, cond):
     ### BEGIN SOLUTION
@@ -210,7 +210,7 @@ def masked_fill_backward(grad, out, a, mask):
     return (np.where(mask, np.zeros((), dtype=grad.dtype), grad),)
     ### END SOLUTION
 
-
+# %% ../../modules/02_autograd/02_autograd.ipynb #limit-rules
 def _larger_share(a, b):
     """1 where a > b, 0.5 where a == b, 0 where a < b: a's share of the gradient of maximum(a, b)."""
     return (a > b) + 0.5 * (a == b)

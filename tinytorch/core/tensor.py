@@ -3,8 +3,8 @@
 # %% auto #0
 __all__ = ['BACKWARD_RULES', 'DISPATCH_HOOKS', 'grad_mode', 'Tensor', 'tensor_op', 'call_through_hooks', 'DispatchHookHandle',
            'add_dispatch_hook', 'broadcast_shape', 'add', 'sub', 'mul', 'div', 'neg', 'pow', 'exp', 'log', 'sqrt',
-           'matmul', 'reduce_sum', 'reduce_mean', 'reduce_max', 'reshape', 'permute', 'transpose', 'getitem', 'gt',
-           'ge', 'lt', 'le', 'eq', 'ne', 'where', 'masked_fill', 'maximum', 'minimum', 'clip', 'abs', 'reduce_min',
+           'matmul', 'reduce_sum', 'reduce_mean', 'reduce_max', 'reduce_min', 'reshape', 'permute', 'transpose',
+           'getitem', 'gt', 'ge', 'lt', 'le', 'eq', 'ne', 'where', 'masked_fill', 'maximum', 'minimum', 'clip', 'abs',
            'var', 'logsumexp', 'concat', 'stack', 'split', 'chunk', 'pad', 'flip', 'unfold', 'astype']
 
 # %% ../../modules/01_tensor/01_tensor.ipynb #imports
@@ -183,8 +183,9 @@ def _check_rule(op):
         name = getattr(op, "__name__", repr(op))
         module = module_of(inspect.unwrap(op).__globals__) if callable(op) else None
         where = f"module {module} (modules/{module}/{module}.ipynb)" if module else "the module that defines it"
+        then = f", then run `tito export {module[:2]}`" if module else ""
         raise NotImplementedError(f"{name} has no backward rule, so autograd cannot record it: complete {where}, "
-                                  f"where `@backward_rule({name})` sits beside it")
+                                  f"where `@backward_rule({name})` sits beside it{then}")
 
 # %% ../../modules/01_tensor/01_tensor.ipynb #broadcast
 def broadcast_shape(op, shape_a, shape_b):
@@ -254,7 +255,7 @@ def div(a, b):
     ### END SOLUTION
     return Tensor.from_op(data, div, (a, b))
 
-
+# %% ../../modules/01_tensor/01_tensor.ipynb #functions
 @tensor_op
 def neg(a):
     ### BEGIN SOLUTION
@@ -340,7 +341,7 @@ def _accumulator(a):
 
 def _as_result(data, a):
     """A reduction's result as an array, in `a`'s dtype when `a` is floating (float16 comes back from float32)."""
-    return np.asarray(data, dtype=a.dtype if np.issubdtype(a.dtype, np.floating) else None)
+    return np.asarray(data, dtype=a.dtype if a.dtype.kind == "f" else None)
 
 
 @tensor_op
@@ -368,6 +369,15 @@ def reduce_max(a, axis=None, keepdims=False):
     data = np.max(a.data, axis=axis, keepdims=keepdims)
     ### END SOLUTION
     return Tensor.from_op(_as_result(data, a), reduce_max, (a,), axis=axis, keepdims=keepdims)
+
+
+@tensor_op
+def reduce_min(a, axis=None, keepdims=False):
+    axis = _reduction_axis("min", a, axis)
+    ### BEGIN SOLUTION
+    data = np.min(a.data, axis=axis, keepdims=keepdims)
+    ### END SOLUTION
+    return Tensor.from_op(_as_result(data, a), reduce_min, (a,), axis=axis, keepdims=keepdims)
 
 # %% ../../modules/01_tensor/01_tensor.ipynb #views
 @tensor_op
@@ -430,50 +440,40 @@ def getitem(a, index):
 # %% ../../modules/01_tensor/01_tensor.ipynb #comparisons
 def _compare(op, a, b, numpy_op):
     """A boolean Tensor of `numpy_op(a, b)`, elementwise; masks never need a gradient."""
+    ### BEGIN SOLUTION
     a, b = _elementwise(op, a, b)
     return Tensor(numpy_op(a.data, b.data), dtype=np.bool_)
+    ### END SOLUTION
 
 
 @tensor_op
 def gt(a, b):
-    ### BEGIN SOLUTION
     return _compare("gt", a, b, np.greater)
-    ### END SOLUTION
 
 
 @tensor_op
 def ge(a, b):
-    ### BEGIN SOLUTION
     return _compare("ge", a, b, np.greater_equal)
-    ### END SOLUTION
 
 
 @tensor_op
 def lt(a, b):
-    ### BEGIN SOLUTION
     return _compare("lt", a, b, np.less)
-    ### END SOLUTION
 
 
 @tensor_op
 def le(a, b):
-    ### BEGIN SOLUTION
     return _compare("le", a, b, np.less_equal)
-    ### END SOLUTION
 
 
 @tensor_op
 def eq(a, b):
-    ### BEGIN SOLUTION
     return _compare("eq", a, b, np.equal)
-    ### END SOLUTION
 
 
 @tensor_op
 def ne(a, b):
-    ### BEGIN SOLUTION
     return _compare("ne", a, b, np.not_equal)
-    ### END SOLUTION
 
 # %% ../../modules/01_tensor/01_tensor.ipynb #selection
 def _mask(op, cond):
@@ -507,7 +507,7 @@ def masked_fill(a, mask, value):
     ### END SOLUTION
     return Tensor.from_op(data, masked_fill, (a,), mask=mask)
 
-
+# %% ../../modules/01_tensor/01_tensor.ipynb #limits
 @tensor_op
 def maximum(a, b):
     a, b = _elementwise("maximum", a, b)
@@ -542,16 +542,7 @@ def abs(a):
     ### END SOLUTION
     return Tensor.from_op(data, abs, (a,))
 
-# %% ../../modules/01_tensor/01_tensor.ipynb #more-reductions
-@tensor_op
-def reduce_min(a, axis=None, keepdims=False):
-    axis = _reduction_axis("min", a, axis)
-    ### BEGIN SOLUTION
-    data = np.min(a.data, axis=axis, keepdims=keepdims)
-    ### END SOLUTION
-    return Tensor.from_op(_as_result(data, a), reduce_min, (a,), axis=axis, keepdims=keepdims)
-
-
+# %% ../../modules/01_tensor/01_tensor.ipynb #var
 @tensor_op
 def var(a, axis=None, keepdims=False, correction=1):
     """Variance along `axis`: squared distances from the mean, summed, over (count - correction)."""
@@ -563,18 +554,19 @@ def var(a, axis=None, keepdims=False, correction=1):
     ### END SOLUTION
     return Tensor.from_op(_as_result(data, a), var, (a,), axis=axis, keepdims=keepdims, correction=correction)
 
-
+# %% ../../modules/01_tensor/01_tensor.ipynb #logsumexp
 @tensor_op
 def logsumexp(a, axis=None, keepdims=False):
     """log(sum(exp(a))) along `axis`, never overflowing."""
     axis = _reduction_axis("logsumexp", a, axis)
-    ### BEGIN SOLUTION
-    top = np.max(a.data, axis=axis, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0)
-    data = np.log(np.sum(np.exp(a.data - top), axis=axis, keepdims=True, dtype=_accumulator(a))) + top
+    with np.errstate(divide="ignore"):  # log(0) = -inf for a slice of -inf only, as it should be
+        ### BEGIN SOLUTION
+        top = np.max(a.data, axis=axis, keepdims=True)
+        top = np.where(np.isfinite(top), top, 0)
+        data = np.log(np.sum(np.exp(a.data - top), axis=axis, keepdims=True, dtype=_accumulator(a))) + top
+        ### END SOLUTION
     if not keepdims:
         data = np.squeeze(data, axis=axis)
-    ### END SOLUTION
     return Tensor.from_op(_as_result(data, a), logsumexp, (a,), axis=axis, keepdims=keepdims)
 
 # %% ../../modules/01_tensor/01_tensor.ipynb #joining
@@ -640,7 +632,7 @@ def chunk(a, chunks, axis=0):
     return split(a, max(-(-length // chunks), 1), axis)
     ### END SOLUTION
 
-
+# %% ../../modules/01_tensor/01_tensor.ipynb #pad-flip
 @tensor_op
 def pad(a, pad_width, value=0.0):
     """`a` surrounded by `value`: `pad_width` holds one (before, after) pair per axis, as in np.pad."""
