@@ -10,6 +10,7 @@ import heapq
 import json
 import re
 from collections import Counter, defaultdict
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,7 @@ class CharTokenizer:
         if ids.size and (ids.min() < 0 or ids.max() >= len(self.chars)):
             raise ValueError(f"CharTokenizer.decode: ids must lie in [0, {len(self.chars)}), "
                              f"got {ids.min()}..{ids.max()}")
-        return self.chars[ids].astype(np.uint32).tobytes().decode("utf-32-le")
+        return self.chars[ids].tobytes().decode("utf-32-le")
         ### END SOLUTION
 
 # %% ../../modules/13_tokenization/13_tokenization.ipynb #split-words
@@ -215,7 +216,7 @@ class BPETokenizer:
             if ids is None:
                 ids = self._cache[word] = merge_word(word.encode("utf-8"), self.ranks)
             pieces.append(ids)
-        return np.fromiter((t for ids in pieces for t in ids), dtype=np.int64)
+        return np.fromiter(chain.from_iterable(pieces), dtype=np.int64)
         ### END SOLUTION
 
     def decode(self, ids):
