@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _lenet import run_milestone  # noqa: E402  (the LeNet milestones' shared run)
 
-DEFAULTS = {"epochs": 30, "lr": 0.05, "weight_decay": 5e-4, "crop_padding": 4}
+DEFAULTS = {"epochs": 10, "lr": 0.05, "weight_decay": 5e-4, "crop_padding": 4}
 
 
 def build_lenet5(dtype=np.float32):
