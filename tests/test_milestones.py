@@ -175,18 +175,32 @@ def test_ctrl_c_stops_cleanly_and_the_run_resumes(cifar, tmp_path):
     one_line_exit_2(other, "resume with the options of the run that wrote it")
 
 
+# Module 12's data-parallel training (mpi4py, from the dev extra); no milestone imports it.
+NOT_FOR_MILESTONES = ("train/memory.py",)
+
+
 def third_party_imports(*folders):
     """Top-level names of every module imported anywhere under `folders` that is not the standard library
-    or the project's own."""
-    names = set()
+    or the project's own (tinytorch, and the milestones' shared files such as _common)."""
+    names, own = set(), {"tinytorch"}
     for folder in folders:
         for path in folder.rglob("*.py"):
+            own.add(path.stem)
+            if path.as_posix().endswith(NOT_FOR_MILESTONES):
+                continue
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.Import):
                     names |= {a.name.split(".")[0] for a in node.names}
                 elif isinstance(node, ast.ImportFrom) and node.level == 0:
                     names.add(node.module.split(".")[0])
-    return {n for n in names if n not in sys.stdlib_module_names and n not in ("tinytorch", "_common")}
+    return {n for n in names if n not in sys.stdlib_module_names and n not in own}
+
+
+def test_no_milestone_imports_what_the_main_command_does_not_install():
+    for path in (ROOT / "milestones").glob("*.py"):
+        for module in NOT_FOR_MILESTONES:
+            dotted = "tinytorch." + module.removesuffix(".py").replace("/", ".")
+            assert dotted not in path.read_text(), f"{path.name} imports {dotted}, which needs the dev extra"
 
 
 def test_the_main_command_installs_what_the_milestones_import_and_no_more():
