@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from jinja2 import DictLoader
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
@@ -74,16 +75,14 @@ MATHJAX_MACRO = """{%- macro mathjax(url=None) -%}
 
 def serve_mathjax_locally(server):
     """Formgrader renders notebooks with nbconvert's MathJax macro, whose default is a CDN; offline its page
-    stops at `MathJax is not defined`. Put a macro loading the MathJax 2 Jupyter serves itself
-    (jupyter-server-mathjax) in front of nbconvert's templates for Formgrader's exporter."""
+    stops at `MathJax is not defined`. Formgrader's exporter finds, before nbconvert's templates, a macro
+    loading the MathJax 2 this Jupyter serves itself (jupyter-server-mathjax)."""
     exporter = server.web_app.settings.get("nbgrader_exporter")
     if exporter is None:
         return
     url = url_path_join(server.web_app.settings["base_url"], "static/jupyter_server_mathjax/MathJax.js")
-    folder = Path(server.runtime_dir, "tito-templates")
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "mathjax.html.j2").write_text(MATHJAX_MACRO.replace("URL", url + "?config=TeX-AMS_CHTML-full,Safe"))
-    exporter.extra_template_paths = [str(folder), *exporter.extra_template_paths]
+    macro = MATHJAX_MACRO.replace("URL", url + "?config=TeX-AMS-MML_HTMLorMML-full,Safe")
+    exporter.extra_loaders = [DictLoader({"mathjax.html.j2": macro}), *exporter.extra_loaders]
 
 
 def _load_jupyter_server_extension(server):
