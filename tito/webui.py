@@ -32,11 +32,15 @@ ROUTES = {  # nbgrader's formgrader API route (after the base URL) -> the tito c
 }
 
 
+_one_at_a_time = asyncio.Lock()  # clicks queue up: tito stays the gradebook's only writer
+
+
 async def run_tito(course, arguments):
     """Run `tito ARGUMENTS` in the course folder without blocking the server; returns (status, output)."""
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "tito", *arguments, cwd=course,
-                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    output, _ = await process.communicate()
+    async with _one_at_a_time:
+        process = await asyncio.create_subprocess_exec(sys.executable, "-m", "tito", *arguments, cwd=course,
+                                                       stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        output, _ = await process.communicate()
     return process.returncode, output.decode(errors="replace")
 
 
