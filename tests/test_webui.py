@@ -207,6 +207,25 @@ def test_validate_a_student_release(lab, browser):
     assert "NotImplementedYet" in dialog.inner_text(), "an untouched release should fail on its stubs"
 
 
+def _api(url, token, path, method="GET"):
+    request = urllib.request.Request(f"{url}/{path}", method=method, data=b"" if method == "POST" else None,
+                                     headers={"Authorization": f"token {token}"})
+    with urllib.request.urlopen(request) as answer:
+        return json.load(answer)
+
+
+def test_exchange_releases_and_lists_the_module(lab):
+    """The exchange exists (tito release made it): Formgrader's Release works and the Assignment List sees it."""
+    url, token, scratch, module = lab
+    released = _api(url, token, f"formgrader/api/assignment/{module.slug}/release", "POST")
+    assert released["success"], released.get("error") or released
+    courses = _api(url, token, "courses")
+    assert courses["success"] and courses["value"] == ["tinytorch"], courses
+    listed = _api(url, token, "assignments?course_id=tinytorch")
+    assert listed["success"], listed
+    assert [a["assignment_id"] for a in listed["value"] if a["status"] == "released"] == [module.slug], listed
+
+
 def test_source_notebook_saved_from_jupyter_stays_clean(lab):
     """JupyterLab's saves add metadata and execution counts; the extension cleans modules/ notebooks as they save."""
     url, token, scratch, module = lab
