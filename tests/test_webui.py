@@ -120,7 +120,7 @@ def lab(tmp_path_factory):
 def browser():
     try:
         from playwright.sync_api import sync_playwright
-    except ImportError:  # pragma: no cover
+    except ImportError:
         _need(False, "no playwright: pip install -e '.[dev]' (scripts/setup.sh does)")
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
