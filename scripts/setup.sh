@@ -1,14 +1,17 @@
 # Sourced by the other scripts: a project virtualenv (.venv) with what the calling script needs (idempotent, never
 # prompts). TINYTORCH_EXTRAS=milestone (scripts/milestone.sh): NumPy, tqdm, Matplotlib and Pillow from PyPI. Otherwise
 # (tests, demo): also Jupyter, nbgrader, nbdev, pytest, hypothesis, Dask, MPI (mpi4py, mpich), Hugging Face tokenizers and PyTorch 2.13.0 (CPU build) from PyPI,
-# and the Debian packages bubblewrap and dataset-fashion-mnist through apt-get when run as root.
+# Playwright, and the Debian packages bubblewrap, dataset-fashion-mnist and chromium through apt-get when run as root.
+# Every run also enables tito's web-UI extension (tito/webui.py) in the venv's Jupyter and creates the course's exchange.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 extras="${TINYTORCH_EXTRAS:-dev,torch,text}"
 if [ "$extras" != milestone ]; then
     # bubblewrap sandboxes grading (tito autograde refuses to run unsandboxed without --no-sandbox);
-    # dataset-fashion-mnist gives the IDX loader's test real files. Installed when root, else named.
+    # dataset-fashion-mnist gives the IDX loader's test real files; chromium runs the web-UI test.
+    # Installed when root, else named.
     missing=""
+    command -v chromium >/dev/null || missing="$missing chromium"
     command -v bwrap >/dev/null || missing="$missing bubblewrap"
     [ -d /usr/share/datasets/fashion-mnist ] || missing="$missing dataset-fashion-mnist"
     if [ -n "$missing" ]; then
@@ -45,4 +48,19 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     fi
     touch "$stamp"
     echo "== installed (log: .venv/install.log)"
+fi
+if [ "$extras" != milestone ]; then
+    # Formgrader's Autograde and Generate Feedback run tito (tito/webui.py) in every JupyterLab of this venv.
+    mkdir -p .venv/etc/jupyter/jupyter_server_config.d
+    cp tito/jupyter_server_config.json .venv/etc/jupyter/jupyter_server_config.d/tito.json
+    # nbgrader's exchange (nbgrader_config.py): every user may drop files in, only their owner removes them.
+    mkdir -p course/exchange
+    chmod 1777 course/exchange
+fi
+if [ "$extras" != milestone ] && git rev-parse --git-dir >/dev/null 2>&1; then
+    # Commits of modules/ notebooks go through nbdev's cleaning (.gitattributes, tito/nbclean.py). Set here only in
+    # a clone's main worktree: linked worktrees share its .git/config, so they are left to it.
+    if [ "$(git rev-parse --git-dir)" = "$(git rev-parse --git-common-dir)" ] && ! git config --get filter.nbdev-clean.clean >/dev/null; then
+        git config filter.nbdev-clean.clean '.venv/bin/python -m tito.nbclean'
+    fi
 fi

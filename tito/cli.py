@@ -11,7 +11,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import tinytorch
-from tito import course, demo, feedback, gradebook, grading, report, sandbox, student
+from tito import course, demo, feedback, gradebook, grading, nbgrader_ops, report, sandbox, student
 from tito.errors import TitoError
 from tito.project import find_course, find_root, list_modules, resolve
 
@@ -94,6 +94,19 @@ def cmd_feedback(args):
                             f"run `tito autograde {module.number:02d}` first")
         for path in written:
             print(f"wrote {path.relative_to(root)}")
+
+
+def cmd_roster(args):
+    root = find_course()
+    csv_path = Path(args.csv).resolve()
+    if not csv_path.is_file():
+        raise TitoError(f"no roster file {args.csv}")
+    result = nbgrader_ops.run_nbgrader(root, "db", "student", "import", str(csv_path))
+    problems = nbgrader_ops.error_lines(result)
+    if result.returncode != 0 or problems:
+        detail = (problems or (result.stderr or result.stdout or "no output").strip().splitlines())[-1]
+        raise TitoError(f"roster not imported: {detail} (expected columns id,first_name,last_name,email)")
+    print(f"imported the students of {args.csv} into the gradebook (Formgrader shows their names)")
 
 
 def cmd_report(args):
@@ -201,6 +214,9 @@ def parser():
                     "test, no test source) to course/feedback/<student>/<module>/")
     notes.add_argument("modules", nargs="+", metavar="NN", help="module numbers or names")
     notes.add_argument("--student", action="append", metavar="ID", help="only this student (repeatable)")
+    roster = command("roster", cmd_roster, "instructor: import students (CSV columns id,first_name,last_name,email) "
+                     "into the gradebook")
+    roster.add_argument("csv", help="the roster file")
     command("report", cmd_report, "instructor: write a module's grading report (score histogram, tests most often "
             "failed, problems) to course/reports/").add_argument("modules", nargs="+", metavar="NN")
     demo_cmd = command("demo", cmd_demo, "build the course and grade a demo class (honest, blank, cheat, half) in a scratch copy")

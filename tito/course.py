@@ -32,8 +32,18 @@ def build(root, check_only=False):
     return list_modules(root)
 
 
+def make_exchange(root):
+    """nbgrader's exchange (nbgrader_config.py) for Release/Fetch/Submit/Collect: anyone on the machine may add
+    files, only their owner may remove them (mode 1777, as /tmp)."""
+    exchange = root / "course" / "exchange"
+    if not exchange.is_dir():
+        exchange.mkdir(parents=True)
+        exchange.chmod(0o1777)
+
+
 def release(root, modules):
     """Generate the student release of each module and prove it leaks no solution or hidden test."""
+    make_exchange(root)
     released = []
     for module in modules:
         result = run_nbgrader(root, "generate_assignment", module.slug, "--force")

@@ -250,21 +250,28 @@ class _ErrorLines(logging.Handler):
 
 
 def _run_nbgrader(job, module, scratch, kernel_name, sockets):
-    """nbgrader autograde of this one submission, into the private gradebook; returns its [ERROR] lines."""
+    """nbgrader autograde of this one submission, into the private gradebook; returns its [ERROR] lines.
+
+    nbgrader loads the course's nbgrader_config.py after the command line, so every setting the grader relies
+    on (preprocessors, kernel, limits, folders) is applied again after that: the file cannot weaken them.
+    """
     config = Config()
     config.Autograde.autograde_preprocessors = [SandboxedExecute if p is Execute else p
                                                 for p in Autograde.autograde_preprocessors.default()]
     config.Execute.kernel_name = kernel_name
+    config.Execute.timeout = job["cell_timeout"]
+    config.Execute.interrupt_on_timeout = True
     config.SandboxedExecute.total_timeout = job["total_timeout"]
     config.SandboxedExecute.shutdown_kernel = "immediate"
+    config.CourseDirectory.submitted_directory = str(scratch / "submitted")
+    config.CourseDirectory.autograded_directory = str(scratch / "autograded")
+    config.CourseDirectory.db_url = f"sqlite:///{scratch / 'gradebook.db'}"
+    config.CourseDirectory.course_id = job["course_id"]
     kernels.ipc_config(sockets, config)  # Unix sockets: the sandbox has no network
-    argv = [module.slug, f"--student={job['student']}", "--force", f"--Execute.timeout={job['cell_timeout']}",
-            f"--CourseDirectory.submitted_directory={scratch / 'submitted'}",
-            f"--CourseDirectory.autograded_directory={scratch / 'autograded'}",
-            f"--CourseDirectory.db_url=sqlite:///{scratch / 'gradebook.db'}"]
     errors = _ErrorLines()
     app = AutogradeApp(config=config)
-    app.initialize(argv)
+    app.initialize([module.slug, f"--student={job['student']}", "--force"])
+    app.update_config(config)
     app.log.addHandler(errors)
     try:
         app.start()
