@@ -16,18 +16,16 @@ compute the same loss and gradients from the same weights.
     python bench/cnn_step.py --threads 1              # both frameworks on one thread each
     python bench/cnn_step.py --profile --model modern # where TinyTorch's step goes (module 09's Profiler)
 """
-import argparse
 import importlib.util
 import json
-import os
-import platform
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/_harness.py, also when loaded by path
+import _harness  # noqa: E402  (the benchmarks' shared harness)
+
+ROOT = _harness.ROOT
 BATCH, CLASSES, LR = 128, 10, 0.01
 MODELS = {"lenet5": "LeNet-5 (62,006 parameters)", "modern": "modern CNN (1,116,970 parameters), 4 convs 3x3 pad 1"}
 
@@ -85,19 +83,7 @@ def torch_step(name, dtype="float32"):
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
     images, labels = synthetic_batch()
     x, y = torch.from_numpy(images).to(getattr(torch, dtype)), torch.from_numpy(labels)
-
-    class Result:
-        def __init__(self, loss, correct):
-            self.loss, self.correct = loss, correct
-
-    def step():
-        optimizer.zero_grad()
-        outputs = model(x)
-        loss = torch.nn.functional.cross_entropy(outputs, y)
-        loss.backward()
-        optimizer.step()
-        return Result(loss.item(), int((outputs.argmax(dim=1) == y).sum().item()))
-    return step, model
+    return _harness.torch_train_step(model, optimizer, x, y), model
 
 
 def check_numerics(name):
@@ -131,16 +117,6 @@ def worker(framework, name, repeat, min_time):
                       "samples_ms": [s * 1e3 for s in timing.samples]}))
 
 
-def run_worker(framework, name, args):
-    command = [sys.executable, __file__, "--worker", framework, "--model", name, "--repeat", str(args.repeat),
-               "--min-time", str(args.min_time)]
-    env = dict(os.environ)
-    if args.threads:
-        env.update({name: str(args.threads) for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
-    result = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT, env=env)
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
 def profile(name, steps=5):
     """Module 09's per-op profile of TinyTorch's step: where the time goes, forward and backward."""
     from tinytorch.profile import Profiler
@@ -159,34 +135,14 @@ def profile(name, steps=5):
 
 def benchmark(name, args):
     worst = check_numerics(name)
-    print(f"{name}: TinyTorch matches PyTorch in float64 (worst relative difference {worst:.1e})")
-    rounds = []
-    for index in range(args.rounds):
-        order = ("tinytorch", "torch") if index % 2 == 0 else ("torch", "tinytorch")
-        timing = {framework: run_worker(framework, name, args) for framework in order}
-        ratio = timing["tinytorch"]["ms_per_step"] / timing["torch"]["ms_per_step"]
-        rounds.append({"order": list(order), "tinytorch_ms": timing["tinytorch"]["ms_per_step"],
-                       "torch_ms": timing["torch"]["ms_per_step"], "ratio": ratio})
-        print(f"  round {index + 1}/{args.rounds}: TinyTorch {rounds[-1]['tinytorch_ms']:.1f} ms, "
-              f"PyTorch {rounds[-1]['torch_ms']:.1f} ms, ratio {ratio:.2f}x", flush=True)
-    ratios = [r["ratio"] for r in rounds]
-    return {"model": MODELS[name], "median_ratio": statistics.median(ratios), "min_ratio": min(ratios),
-            "max_ratio": max(ratios), "median_tinytorch_ms": statistics.median(r["tinytorch_ms"] for r in rounds),
-            "median_torch_ms": statistics.median(r["torch_ms"] for r in rounds), "target_ratio": 2.5,
-            "numerics_worst_relative_difference": worst, "rounds": rounds}
+    stats, rounds, _ = _harness.compare(__file__, args, _harness.Metric("ms_per_step", "ms", "ms", ".1f"), worst,
+                                        label=name, extra=("--model", name), indent="  ")
+    return {"model": MODELS[name], **stats, "target_ratio": 2.5, "numerics_worst_relative_difference": worst,
+            "rounds": rounds}
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=[*MODELS, "all"], default="all")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of one process per framework (default 5)")
-    parser.add_argument("--repeat", type=int, default=5, help="timed samples per process; the median is kept")
-    parser.add_argument("--min-time", type=float, default=0.25, help="seconds per sample (default 0.25)")
-    parser.add_argument("--threads", type=int, help="BLAS/OpenMP threads of both workers (default: the machine's default)")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="folder for the JSON result")
-    parser.add_argument("--profile", action="store_true", help="profile TinyTorch's step instead of benchmarking")
-    parser.add_argument("--worker", choices=["tinytorch", "torch"], help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = _harness.parse_args(__doc__, lambda parser: parser.add_argument("--model", choices=[*MODELS, "all"], default="all"))
     names = list(MODELS) if args.model == "all" else [args.model]
     if args.worker:
         return worker(args.worker, names[0], args.repeat, args.min_time)
@@ -194,18 +150,10 @@ def main():
         for name in names:
             profile(name)
         return
-    load_before = os.getloadavg()
-    if load_before[0] > 0.5:
-        print(f"warning: load average {load_before[0]:.2f} before starting: other processes compete for the "
-              f"{os.cpu_count()} cores; treat the figures as noisy")
+    load_before = _harness.warn_if_busy("; treat the figures as noisy")
     results = {name: benchmark(name, args) for name in names}
-    summary = {"benchmark": "cnn_train_step", "batch": BATCH, "threads": args.threads or "default", "results": results,
-               "load_average_before_after": [load_before, os.getloadavg()],
-               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-               "command": " ".join([Path(sys.executable).name, *sys.argv])}
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"cnn_step-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(summary, indent=1) + "\n")
+    summary = {"benchmark": "cnn_train_step", "batch": BATCH, "threads": args.threads or "default", "results": results}
+    path = _harness.write_summary("cnn_step", args, load_before, summary)
     for name, result in results.items():
         print(f"{name}: TinyTorch / PyTorch median {result['median_ratio']:.2f}x over {len(result['rounds'])} rounds "
               f"(range {result['min_ratio']:.2f}-{result['max_ratio']:.2f}; must be <= 2.5x); medians "

@@ -18,18 +18,17 @@ Before timing, both compute the loss and gradients of the same weights in float6
     python bench/gpt_step.py --threads 1      # both frameworks on one thread each
     python bench/gpt_step.py --profile        # where TinyTorch's step spends its time (per op, exclusive)
 """
-import argparse
 import importlib.util
 import json
-import os
-import platform
-import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/_harness.py, also when loaded by path
+import _harness  # noqa: E402  (the benchmarks' shared harness)
+
+ROOT = _harness.ROOT
 VOCAB, CONTEXT, WIDTH, HEADS, LAYERS, BATCH, LR = 65, 64, 128, 4, 2, 32, 3e-4
 TOKENS = BATCH * CONTEXT
 
@@ -161,15 +160,6 @@ def worker(framework, repeat, min_time):
     print(json.dumps(info))
 
 
-def run_worker(framework, args):
-    command = [sys.executable, __file__, "--worker", framework, "--repeat", str(args.repeat), "--min-time", str(args.min_time)]
-    env = dict(os.environ)
-    if args.threads:
-        env.update({name: str(args.threads) for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
-    result = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT, env=env)
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
 def profile(steps=10):
     """Exclusive time per operation and phase through the dispatch hook, plus the optimizer step."""
     from collections import defaultdict
@@ -203,47 +193,19 @@ def profile(steps=10):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--min-time", type=float, default=0.25)
-    parser.add_argument("--threads", type=int, help="BLAS/OpenMP threads of both workers (default: the machine's default)")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    parser.add_argument("--profile", action="store_true", help="profile TinyTorch's step instead of benchmarking")
-    parser.add_argument("--worker", choices=["tinytorch", "torch"], help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = _harness.parse_args(__doc__)
     if args.worker:
         return worker(args.worker, args.repeat, args.min_time)
     if args.profile:
         return profile()
-    load_before = os.getloadavg()
-    if load_before[0] > 0.5:
-        print(f"warning: load average {load_before[0]:.2f} before starting: other processes compete for the "
-              f"{os.cpu_count()} cores; the ratio may be distorted")
+    load_before = _harness.warn_if_busy("; the ratio may be distorted")
     worst = check_numerics()
-    print(f"numerics: TinyTorch matches PyTorch in float64 (worst relative difference {worst:.1e})")
-    rounds = []
-    for index in range(args.rounds):
-        order = ("tinytorch", "torch") if index % 2 == 0 else ("torch", "tinytorch")
-        timing = {framework: run_worker(framework, args) for framework in order}
-        ratio = timing["tinytorch"]["tokens_per_second"] / timing["torch"]["tokens_per_second"]
-        rounds.append({"order": list(order), "tinytorch_tokens_per_s": timing["tinytorch"]["tokens_per_second"],
-                       "torch_tokens_per_s": timing["torch"]["tokens_per_second"], "ratio": ratio})
-        print(f"round {index + 1}/{args.rounds}: TinyTorch {rounds[-1]['tinytorch_tokens_per_s']:,.0f} tokens/s, "
-              f"PyTorch {rounds[-1]['torch_tokens_per_s']:,.0f} tokens/s, ratio {ratio:.2f}x")
-    ratios = [r["ratio"] for r in rounds]
+    metric = _harness.Metric("tokens_per_second", "tokens_per_s", "tokens/s", ",.0f")
+    stats, rounds, _ = _harness.compare(__file__, args, metric, worst)
     summary = {"benchmark": "gpt_train_step", "model": "perf-anchors §3d tiny char GPT (head without bias), batch 32 x 64",
-               "median_ratio": statistics.median(ratios), "min_ratio": min(ratios), "max_ratio": max(ratios),
-               "median_tinytorch_tokens_per_s": statistics.median(r["tinytorch_tokens_per_s"] for r in rounds),
-               "median_torch_tokens_per_s": statistics.median(r["torch_tokens_per_s"] for r in rounds),
-               "threads": args.threads or "default", "target_ratio": 0.5, "aim_ratio": 0.7,
-               "numerics_worst_relative_difference": worst, "rounds": rounds,
-               "load_average_before_after": [load_before, os.getloadavg()],
-               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-               "command": " ".join([Path(sys.executable).name, *sys.argv])}
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"gpt_step-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(summary, indent=1) + "\n")
+               **stats, "threads": args.threads or "default", "target_ratio": 0.5, "aim_ratio": 0.7,
+               "numerics_worst_relative_difference": worst, "rounds": rounds}
+    path = _harness.write_summary("gpt_step", args, load_before, summary)
     print(f"TinyTorch / PyTorch tokens/s: median {summary['median_ratio']:.2f}x over {len(rounds)} rounds "
           f"(range {summary['min_ratio']:.2f}-{summary['max_ratio']:.2f}; must >= 0.5x, aim 0.7x)")
     print(f"written to {path}")

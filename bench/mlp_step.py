@@ -18,18 +18,17 @@ frameworks compute the same loss and gradients from the same weights.
     python bench/mlp_step.py --threads 1      # both frameworks on one thread each
     python bench/mlp_step.py --profile        # where TinyTorch's step spends its time (cProfile)
 """
-import argparse
 import importlib.util
 import json
 import os
-import platform
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/_harness.py, also when loaded by path
+import _harness  # noqa: E402  (the benchmarks' shared harness)
+
+ROOT = _harness.ROOT
 BATCH, IN_FEATURES, CLASSES, LR = 128, 3072, 10, 0.01
 
 
@@ -81,20 +80,7 @@ def torch_step(dtype="float32"):
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
     images, labels = synthetic_batch()
     x, y = torch.from_numpy(images).to(torch_dtype), torch.from_numpy(labels)
-
-    class Result:  # what TinyTorch's train_step reports: the loss and the number of correct predictions
-        def __init__(self, loss, correct):
-            self.loss, self.correct = loss, correct
-
-    def step():
-        optimizer.zero_grad()
-        outputs = model(x)
-        loss = torch.nn.functional.cross_entropy(outputs, y)
-        loss.backward()
-        optimizer.step()
-        return Result(loss.item(), int((outputs.argmax(dim=1) == y).sum().item()))
-
-    return step, model, (x, y)
+    return _harness.torch_train_step(model, optimizer, x, y), model, (x, y)
 
 
 def worker(framework, repeat, min_time):
@@ -148,15 +134,6 @@ def check_numerics():
     return worst
 
 
-def run_worker(framework, args):
-    command = [sys.executable, __file__, "--worker", framework, "--repeat", str(args.repeat), "--min-time", str(args.min_time)]
-    env = dict(os.environ)
-    if args.threads:
-        env.update({name: str(args.threads) for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
-    result = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT, env=env)
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
 def profile(steps=50):
     """cProfile of TinyTorch's step: the top functions, then the step split into GEMMs, optimizer and the rest."""
     import cProfile
@@ -185,51 +162,21 @@ def profile(steps=50):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of one process per framework (default 5)")
-    parser.add_argument("--repeat", type=int, default=5, help="timed repetitions per process; the median is kept")
-    parser.add_argument("--min-time", type=float, default=0.25, help="seconds per repetition (default 0.25)")
-    parser.add_argument("--threads", type=int, help="BLAS/OpenMP threads of both workers (default: the machine's default)")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="folder for the JSON result")
-    parser.add_argument("--profile", action="store_true", help="profile TinyTorch's step instead of benchmarking")
-    parser.add_argument("--worker", choices=["tinytorch", "torch"], help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = _harness.parse_args(__doc__)
     if args.worker:
         return worker(args.worker, args.repeat, args.min_time)
     if args.profile:
         return profile()
 
-    load_before = os.getloadavg()
-    if load_before[0] > 0.5:
-        print(f"warning: load average {load_before[0]:.2f} before starting: other processes compete for the "
-              f"{os.cpu_count()} cores, and BLAS threads suffer most from it; the ratio may be distorted")
+    load_before = _harness.warn_if_busy(", and BLAS threads suffer most from it; the ratio may be distorted")
     worst = check_numerics()
-    print(f"numerics: TinyTorch matches PyTorch in float64 (worst relative difference {worst:.1e})")
-    rounds = []
-    for index in range(args.rounds):
-        order = ("tinytorch", "torch") if index % 2 == 0 else ("torch", "tinytorch")
-        timing = {framework: run_worker(framework, args) for framework in order}
-        ratio = timing["tinytorch"]["ms_per_step"] / timing["torch"]["ms_per_step"]
-        rounds.append({"order": list(order), "tinytorch_ms": timing["tinytorch"]["ms_per_step"],
-                       "torch_ms": timing["torch"]["ms_per_step"], "ratio": ratio})
-        print(f"round {index + 1}/{args.rounds}: TinyTorch {rounds[-1]['tinytorch_ms']:.2f} ms, "
-              f"PyTorch {rounds[-1]['torch_ms']:.2f} ms, ratio {ratio:.2f}x")
-    ratios = [r["ratio"] for r in rounds]
-    summary = {
-        "benchmark": "mlp_train_step", "model": "3072-512-256-10 ReLU MLP, batch 128, float32, SGD lr 0.01",
-        "median_ratio": statistics.median(ratios), "min_ratio": min(ratios), "max_ratio": max(ratios),
-        "median_tinytorch_ms": statistics.median(r["tinytorch_ms"] for r in rounds),
-        "median_torch_ms": statistics.median(r["torch_ms"] for r in rounds),
-        "threads": args.threads or "default", "target_ratio": 1.3, "numerics_worst_relative_difference": worst, "rounds": rounds,
-        "load_average_before_after": [load_before, os.getloadavg()],
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "tinytorch_worker": timing["tinytorch"], "torch_worker": timing["torch"],
-                    "blas_threads_env": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}},
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"mlp_step-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(summary, indent=1) + "\n")
+    stats, rounds, timing = _harness.compare(__file__, args, _harness.MS_PER_STEP, worst)
+    summary = {"benchmark": "mlp_train_step", "model": "3072-512-256-10 ReLU MLP, batch 128, float32, SGD lr 0.01",
+               **stats, "threads": args.threads or "default", "target_ratio": 1.3,
+               "numerics_worst_relative_difference": worst, "rounds": rounds}
+    path = _harness.write_summary("mlp_step", args, load_before, summary, machine={
+        "tinytorch_worker": timing["tinytorch"], "torch_worker": timing["torch"],
+        "blas_threads_env": {k: os.environ.get(k) for k in _harness.THREAD_VARIABLES}})
     print(f"TinyTorch / PyTorch: median {summary['median_ratio']:.2f}x over {len(rounds)} rounds "
           f"(range {summary['min_ratio']:.2f}-{summary['max_ratio']:.2f}; target <= 1.3x); "
           f"medians {summary['median_tinytorch_ms']:.2f} ms vs {summary['median_torch_ms']:.2f} ms")
