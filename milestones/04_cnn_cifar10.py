@@ -28,16 +28,15 @@ saving a checkpoint and prints the command that resumes it.
     bash scripts/milestone.sh 04_cnn_cifar10 --resume milestones/runs/<run>/checkpoint.npz
     python milestones/04_cnn_cifar10.py ...             # the same, inside the activated .venv
 """
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from _common import MilestoneError, cifar10, clean_quick_run, milestone_parser, parse, resume, resume_command, run, timing
+from _common import (MilestoneError, cifar10_data, cifar10_loaders, cifar10_trainer, finish, milestone_parser, parse,
+                     resume, run)
 
-HERE = Path(__file__).resolve().parent
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
@@ -110,29 +109,13 @@ def parse_args(argv=None):
 
 
 def prepare_data(args):
-    """Train/validation/test arrays; the normalisation statistics come from the training split only."""
-    from tinytorch.data import channel_stats, train_val_split
-    (train_x, train_y), (test_x, test_y) = cifar10(args)
-    (train_x, train_y), (val_x, val_y) = train_val_split(train_x, train_y, args.val_size, seed=args.seed)
-    if args.quick:
-        train_x, train_y, val_x, val_y = train_x[:1024], train_y[:1024], val_x[:256], val_y[:256]
-        test_x, test_y = test_x[:256], test_y[:256]
-    if args.train_size is not None:
-        train_x, train_y = train_x[:args.train_size], train_y[:args.train_size]
-    mean, std = channel_stats(train_x)
-    return (train_x, train_y), (val_x, val_y), (test_x, test_y), (mean, std)
+    """Train/validation/test arrays (a --quick run: 1,024, 256 and 256 images); statistics from the training split."""
+    return cifar10_data(args, quick_sizes=(1024, 256, 256), train_size=args.train_size)
 
 
 def make_loaders(args, train, val, test, stats):
-    from tinytorch.data import Compose, DataLoader, Normalize, RandomCrop, RandomHorizontalFlip, TensorDataset
-    normalize = Normalize(*stats)
-    augment = ([] if args.no_flip else [RandomHorizontalFlip()]) + \
-              ([RandomCrop(32, padding=args.crop_padding)] if args.crop_padding else [])
     # drop_last: a last batch of one image has no batch statistics to normalise with
-    train_loader = DataLoader(TensorDataset(*train), args.batch_size, shuffle=True, drop_last=True, seed=args.seed,
-                              transform=Compose(augment + [normalize]))
-    evaluation = lambda arrays: DataLoader(TensorDataset(*arrays), 500, transform=normalize)
-    return train_loader, evaluation(val), evaluation(test)
+    return cifar10_loaders(args, train, val, test, stats, eval_batch_size=500, drop_last=True)
 
 
 def time_split(model, loss_fn, optimizer, loader, steps, run_dir):
@@ -181,35 +164,21 @@ def plot_accuracy_vs_time(history, path):
     plt.close()
 
 
-def describe(record, epochs):
-    line = f"epoch {record['epoch']:3d}/{epochs}  train loss {record['train_loss']:.4f} acc {record['train_accuracy']:.4f}"
-    if "val_accuracy" in record:
-        line += f"  |  val loss {record['val_loss']:.4f} acc {record['val_accuracy']:.4f}"
-    return line + f"  |  lr {record['lr']:.4f}  {record['epoch_seconds']:5.1f} s ({record['images_per_second']:,.0f} img/s)"
-
-
 def main(argv=None):
     args = parse_args(argv)
     from tinytorch.nn.layers import manual_seed
     from tinytorch.optim import SGD
-    from tinytorch.train.loop import Trainer, WarmupCosine, evaluate
 
     started = time.perf_counter()
     manual_seed(args.seed)
     train, val, test, stats = prepare_data(args)
-    train_loader, val_loader, test_loader = make_loaders(args, train, val, test, stats)
+    loaders = make_loaders(args, train, val, test, stats)
     model = build_cnn(args.width)
     loss_fn = smoothed_cross_entropy(args.label_smoothing)
     optimizer = SGD(model.parameters(), lr=args.lr, momentum=args.momentum, nesterov=True, weight_decay=args.weight_decay)
-    steps = args.epochs * len(train_loader)
-    schedule = WarmupCosine(optimizer, total_steps=steps, warmup_steps=min(steps, round(args.warmup_epochs * len(train_loader))))
-    run_dir = args.run_dir or (args.resume.parent if args.resume else HERE / "runs" / f"cnn_cifar10-{time.strftime('%Y%m%d-%H%M%S')}")
-    progress = not args.no_progress and sys.stderr.isatty()
-    trainer = Trainer(model, optimizer, loss_fn, train_loader, val_loader, schedule, run_dir=run_dir,
-                      progress=progress, log=lambda record: print(describe(record, args.epochs), flush=True))
-    print(f"CIFAR-10 CNN (width {args.width}): {sum(p.size for p in model.parameters()):,} parameters; "
-          f"{len(train[1]):,} training, {len(val[1]):,} validation, {len(test[1]):,} test images; {args.epochs} epochs "
-          f"of {len(train_loader)} batches of {args.batch_size}; run folder {run_dir}", flush=True)
+    trainer, run_dir = cifar10_trainer(args, "cnn_cifar10", f"CNN (width {args.width})", model, optimizer, loss_fn,
+                                       (train, val, test), loaders)
+    train_loader = loaders[0]
     resume(trainer, args)
     split = time_split(model, loss_fn, optimizer, train_loader, 2 if args.quick else 5, run_dir)
     per_epoch = {phase: seconds * len(train_loader) for phase, seconds in split.items()}
@@ -217,29 +186,11 @@ def main(argv=None):
           + "; per epoch: " + ", ".join(f"{phase} {seconds:.0f} s" for phase, seconds in per_epoch.items())
           + f" (per-operation profile: {Path(run_dir) / 'profile.txt'})", flush=True)
     trainer.fit(args.epochs)
-    if trainer.stop_requested:
-        print(resume_command(__file__, Path(run_dir) / "checkpoint.npz", argv))
-        return 130
-    plot_accuracy_vs_time(trainer.history, Path(run_dir) / "accuracy_vs_time.png")
-    result = None if args.skip_test else evaluate(model, test_loader.batches(0), loss_fn)
-    wall = time.perf_counter() - started
-    final = trainer.history[-1]
-    summary = {"test_accuracy": result and result["accuracy"], "test_loss": result and result["loss"],
-               "val_accuracy": final.get("val_accuracy"), "train_accuracy": final["train_accuracy"],
-               "epochs": args.epochs, "wall_seconds": wall,
-               "train_seconds": sum(r["epoch_seconds"] for r in trainer.history),
-               "step_seconds": split, "epoch_seconds_split": per_epoch, "parameters": sum(p.size for p in model.parameters()),
-               "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-               "command": " ".join(["python", *sys.argv]) if argv is None else None}
-    (Path(run_dir) / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    tested = "test accuracy not measured (--skip-test)" if result is None else \
-        f"test accuracy {result['accuracy']:.4f} (loss {result['loss']:.4f})"
-    print(f"{tested} after {args.epochs} epochs; validation {final.get('val_accuracy', float('nan')):.4f}; "
-          f"{timing(wall, trainer.history, args.resume)}", flush=True)
-    print(f"curves: {Path(run_dir) / 'curves.png'}, {Path(run_dir) / 'accuracy_vs_time.png'}  "
-          f"metrics: {Path(run_dir) / 'metrics.jsonl'}")
-    clean_quick_run(args, run_dir)
-    return 0
+    return finish(__file__, args, argv, trainer, loss_fn, loaders[2], started,
+                  extra=lambda: {"step_seconds": split, "epoch_seconds_split": per_epoch,
+                                 "parameters": sum(p.size for p in model.parameters())},
+                  after_fit=lambda: plot_accuracy_vs_time(trainer.history, Path(run_dir) / "accuracy_vs_time.png"),
+                  curves=("curves.png", "accuracy_vs_time.png"))
 
 
 if __name__ == "__main__":

@@ -203,3 +203,94 @@ def clean_quick_run(args, run_dir):
         (Path(run_dir) / name).unlink()
     if removed:
         print(f"removed the --quick run's {' and '.join(removed)} (--keep-checkpoints keeps them)")
+
+
+# The CIFAR-10 milestones' run: data, loaders, Trainer and the end-of-run report (01, 02, 03 and 04).
+
+def cifar10_data(args, quick_sizes=(5000, 1000, 1000), train_size=None):
+    """Train/validation/test arrays (a --quick run keeps `quick_sizes` of them; `train_size` caps the training
+    split) and the normalisation statistics, which come from the training split only."""
+    from tinytorch.data import channel_stats, train_val_split
+    (train_x, train_y), (test_x, test_y) = cifar10(args)
+    (train_x, train_y), (val_x, val_y) = train_val_split(train_x, train_y, args.val_size, seed=args.seed)
+    if args.quick:
+        n_train, n_val, n_test = quick_sizes
+        train_x, train_y, val_x, val_y = train_x[:n_train], train_y[:n_train], val_x[:n_val], val_y[:n_val]
+        test_x, test_y = test_x[:n_test], test_y[:n_test]
+    if train_size is not None:
+        train_x, train_y = train_x[:train_size], train_y[:train_size]
+    mean, std = channel_stats(train_x)
+    return (train_x, train_y), (val_x, val_y), (test_x, test_y), (mean, std)
+
+
+def cifar10_loaders(args, train, val, test, stats, eval_batch_size=1000, drop_last=False):
+    """The augmented, normalised training loader (flips unless --no-flip, crops with --crop-padding) and the
+    normalised validation and test loaders."""
+    from tinytorch.data import Compose, DataLoader, Normalize, RandomCrop, RandomHorizontalFlip, TensorDataset
+    normalize = Normalize(*stats)
+    augment = ([] if args.no_flip else [RandomHorizontalFlip()]) + \
+              ([RandomCrop(32, padding=args.crop_padding)] if args.crop_padding else [])
+    train_loader = DataLoader(TensorDataset(*train), args.batch_size, shuffle=True, drop_last=drop_last, seed=args.seed,
+                              transform=Compose(augment + [normalize]))
+    evaluation = lambda arrays: DataLoader(TensorDataset(*arrays), eval_batch_size, transform=normalize)
+    return train_loader, evaluation(val), evaluation(test)
+
+
+def describe(record, epochs):
+    """One epoch's line of the run's log."""
+    line = f"epoch {record['epoch']:3d}/{epochs}  train loss {record['train_loss']:.4f} acc {record['train_accuracy']:.4f}"
+    if "val_accuracy" in record:
+        line += f"  |  val loss {record['val_loss']:.4f} acc {record['val_accuracy']:.4f}"
+    return line + f"  |  lr {record['lr']:.4f}  {record['epoch_seconds']:5.1f} s ({record['images_per_second']:,.0f} img/s)"
+
+
+def cifar10_trainer(args, name, title, model, optimizer, loss_fn, data, loaders):
+    """The Trainer (warm-up + cosine schedule, run folder milestones/runs/<name>-<time> unless given, one
+    `describe` line per epoch), after printing the run's header line; returns it and its run folder."""
+    import time
+    from tinytorch.train.loop import Trainer, WarmupCosine
+    (_, train_y), (_, val_y), (_, test_y) = data
+    train_loader, val_loader, _ = loaders
+    steps = args.epochs * len(train_loader)
+    schedule = WarmupCosine(optimizer, total_steps=steps, warmup_steps=min(steps, round(args.warmup_epochs * len(train_loader))))
+    runs = Path(__file__).resolve().parent / "runs"
+    run_dir = args.run_dir or (args.resume.parent if args.resume else runs / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    progress = not args.no_progress and sys.stderr.isatty()
+    trainer = Trainer(model, optimizer, loss_fn, train_loader, val_loader, schedule, run_dir=run_dir,
+                      progress=progress, log=lambda record: print(describe(record, args.epochs), flush=True))
+    print(f"CIFAR-10 {title}: {sum(p.size for p in model.parameters()):,} parameters; {len(train_y):,} training, "
+          f"{len(val_y):,} validation, {len(test_y):,} test images; {args.epochs} epochs of {len(train_loader)} "
+          f"batches of {args.batch_size}; run folder {run_dir}", flush=True)
+    return trainer, run_dir
+
+
+def finish(script, args, argv, trainer, loss_fn, test_loader, started, extra=None, after_fit=None,
+           curves=("curves.png",)):
+    """After `trainer.fit`: the resume command if it was stopped (status 130); otherwise `after_fit()`, the test
+    evaluation (unless --skip-test), summary.json (with the fields `extra()` returns), the closing lines, status 0."""
+    import json
+    import time
+    from tinytorch.train.loop import evaluate
+    run_dir = Path(trainer.run_dir)
+    if trainer.stop_requested:
+        print(resume_command(script, run_dir / "checkpoint.npz", argv))
+        return 130
+    if after_fit:
+        after_fit()
+    result = None if args.skip_test else evaluate(trainer.model, test_loader.batches(0), loss_fn)
+    wall = time.perf_counter() - started
+    final = trainer.history[-1]
+    summary = {"test_accuracy": result and result["accuracy"], "test_loss": result and result["loss"],
+               "val_accuracy": final.get("val_accuracy"), "train_accuracy": final["train_accuracy"],
+               "epochs": args.epochs, "wall_seconds": wall,
+               "train_seconds": sum(r["epoch_seconds"] for r in trainer.history), **(extra() if extra else {}),
+               "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+               "command": " ".join(["python", *sys.argv]) if argv is None else None}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    tested = "test accuracy not measured (--skip-test)" if result is None else \
+        f"test accuracy {result['accuracy']:.4f} (loss {result['loss']:.4f})"
+    print(f"{tested} after {args.epochs} epochs; validation {final.get('val_accuracy', float('nan')):.4f}; "
+          f"{timing(wall, trainer.history, args.resume)}", flush=True)
+    print(f"curves: {', '.join(str(run_dir / name) for name in curves)}  metrics: {run_dir / 'metrics.jsonl'}")
+    clean_quick_run(args, run_dir)
+    return 0

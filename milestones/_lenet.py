@@ -1,26 +1,13 @@
 """What the two LeNet milestones share: their options and their run.
 
 Everything every milestone shares (common options, checks, one-line errors, resuming) is `_common`'s;
-the data pipeline (split, normalisation, augmentation, loaders) and the epoch report are the MLP
-milestone's own functions, loaded from 01_mlp_cifar10.py, so all CIFAR-10 milestones prepare and report
-data the same way. A LeNet script supplies its model builder, its name and its default hyper-parameters.
+so is the CIFAR-10 run (split, normalisation, augmentation, loaders, Trainer, end-of-run report), so all
+CIFAR-10 milestones prepare and report data the same way. A LeNet script supplies its model builder, its
+name and its default hyper-parameters.
 """
-import importlib.util
-import json
-import sys
 import time
-from pathlib import Path
 
-from _common import clean_quick_run, milestone_parser, parse, resume, resume_command, run, timing
-
-HERE = Path(__file__).resolve().parent
-
-
-def _mlp_milestone():
-    spec = importlib.util.spec_from_file_location("mlp_cifar10", HERE / "01_mlp_cifar10.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from _common import cifar10_data, cifar10_loaders, cifar10_trainer, finish, milestone_parser, parse, resume, run
 
 
 def parse_args(doc, defaults, argv=None):
@@ -42,48 +29,19 @@ def main(script, doc, name, title, build_model, defaults, argv=None):
     from tinytorch.nn.layers import manual_seed
     from tinytorch.nn.losses import cross_entropy
     from tinytorch.optim import SGD
-    from tinytorch.train.loop import Trainer, WarmupCosine, evaluate
     args = parse_args(doc, defaults, argv)
-    mlp = _mlp_milestone()
     started = time.perf_counter()
     manual_seed(args.seed)
-    train, val, test, stats = mlp.prepare_data(args)
-    train_loader, val_loader, test_loader = mlp.make_loaders(args, train, val, test, stats)
+    train, val, test, stats = cifar10_data(args)
+    loaders = cifar10_loaders(args, train, val, test, stats)
     model = build_model()
     optimizer = SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
-    steps = args.epochs * len(train_loader)
-    schedule = WarmupCosine(optimizer, total_steps=steps, warmup_steps=min(steps, round(args.warmup_epochs * len(train_loader))))
-    run_dir = args.run_dir or (args.resume.parent if args.resume else HERE / "runs" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    progress = not args.no_progress and sys.stderr.isatty()
-    trainer = Trainer(model, optimizer, cross_entropy, train_loader, val_loader, schedule, run_dir=run_dir,
-                      progress=progress, log=lambda record: print(mlp.describe(record, args.epochs), flush=True))
-    print(f"CIFAR-10 {title}: {sum(p.size for p in model.parameters()):,} parameters; {len(train[1]):,} training, "
-          f"{len(val[1]):,} validation, {len(test[1]):,} test images; {args.epochs} epochs of {len(train_loader)} "
-          f"batches of {args.batch_size}; run folder {run_dir}", flush=True)
+    trainer, _ = cifar10_trainer(args, name, title, model, optimizer, cross_entropy, (train, val, test), loaders)
     resume(trainer, args)
     trainer.fit(args.epochs)
-    if trainer.stop_requested:
-        print(resume_command(script, Path(run_dir) / "checkpoint.npz", argv))
-        return 130
-    result = None if args.skip_test else evaluate(model, test_loader.batches(0), cross_entropy)
-    wall = time.perf_counter() - started
-    final = trainer.history[-1]
-    summary = {"test_accuracy": result and result["accuracy"], "test_loss": result and result["loss"],
-               "val_accuracy": final.get("val_accuracy"),
-               "best_val_accuracy": max(r.get("val_accuracy", 0.0) for r in trainer.history),
-               "train_accuracy": final["train_accuracy"], "epochs": args.epochs, "wall_seconds": wall,
-               "train_seconds": sum(r["epoch_seconds"] for r in trainer.history),
-               "parameters": sum(p.size for p in model.parameters()),
-               "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-               "command": " ".join(["python", *sys.argv]) if argv is None else None}
-    (Path(run_dir) / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    tested = "test accuracy not measured (--skip-test)" if result is None else \
-        f"test accuracy {result['accuracy']:.4f} (loss {result['loss']:.4f})"
-    print(f"{tested} after {args.epochs} epochs; validation {final.get('val_accuracy', float('nan')):.4f}; "
-          f"{timing(wall, trainer.history, args.resume)}", flush=True)
-    print(f"curves: {Path(run_dir) / 'curves.png'}  metrics: {Path(run_dir) / 'metrics.jsonl'}")
-    clean_quick_run(args, run_dir)
-    return 0
+    extra = lambda: {"best_val_accuracy": max(r.get("val_accuracy", 0.0) for r in trainer.history),
+                     "parameters": sum(p.size for p in model.parameters())}
+    return finish(script, args, argv, trainer, cross_entropy, loaders[2], started, extra=extra)
 
 
 def run_milestone(script, doc, name, title, build_model, defaults, argv=None):
