@@ -47,6 +47,19 @@ def parse_args(doc, add_arguments=None):
     return parser.parse_args()
 
 
+def start(doc, worker, profile, consequence, add_arguments=None):
+    """Parse the options; in a worker process run `worker(args)`, with --profile `profile(args)`, and return
+    (None, None); otherwise (args, load average before starting), after warning when the machine is busy."""
+    args = parse_args(doc, add_arguments)
+    if args.worker:
+        worker(args)
+        return None, None
+    if args.profile:
+        profile(args)
+        return None, None
+    return args, warn_if_busy(consequence)
+
+
 def warn_if_busy(consequence):
     """The load average before starting; a warning when other processes compete for the cores."""
     load_before = os.getloadavg()

@@ -142,16 +142,14 @@ def benchmark(name, args):
 
 
 def main():
-    args = _harness.parse_args(__doc__, lambda parser: parser.add_argument("--model", choices=[*MODELS, "all"], default="all"))
-    names = list(MODELS) if args.model == "all" else [args.model]
-    if args.worker:
-        return worker(args.worker, names[0], args.repeat, args.min_time)
-    if args.profile:
-        for name in names:
-            profile(name)
+    names = lambda args: list(MODELS) if args.model == "all" else [args.model]
+    args, load_before = _harness.start(
+        __doc__, lambda args: worker(args.worker, names(args)[0], args.repeat, args.min_time),
+        lambda args: [profile(name) for name in names(args)], "; treat the figures as noisy",
+        add_arguments=lambda parser: parser.add_argument("--model", choices=[*MODELS, "all"], default="all"))
+    if args is None:
         return
-    load_before = _harness.warn_if_busy("; treat the figures as noisy")
-    results = {name: benchmark(name, args) for name in names}
+    results = {name: benchmark(name, args) for name in names(args)}
     summary = {"benchmark": "cnn_train_step", "batch": BATCH, "threads": args.threads or "default", "results": results}
     path = _harness.write_summary("cnn_step", args, load_before, summary)
     for name, result in results.items():

@@ -193,12 +193,10 @@ def profile(steps=10):
 
 
 def main():
-    args = _harness.parse_args(__doc__)
-    if args.worker:
-        return worker(args.worker, args.repeat, args.min_time)
-    if args.profile:
-        return profile()
-    load_before = _harness.warn_if_busy("; the ratio may be distorted")
+    args, load_before = _harness.start(__doc__, lambda args: worker(args.worker, args.repeat, args.min_time),
+                                       lambda args: profile(), "; the ratio may be distorted")
+    if args is None:
+        return
     worst = check_numerics()
     metric = _harness.Metric("tokens_per_second", "tokens_per_s", "tokens/s", ",.0f")
     stats, rounds, _ = _harness.compare(__file__, args, metric, worst)

@@ -162,13 +162,11 @@ def profile(steps=50):
 
 
 def main():
-    args = _harness.parse_args(__doc__)
-    if args.worker:
-        return worker(args.worker, args.repeat, args.min_time)
-    if args.profile:
-        return profile()
-
-    load_before = _harness.warn_if_busy(", and BLAS threads suffer most from it; the ratio may be distorted")
+    args, load_before = _harness.start(__doc__, lambda args: worker(args.worker, args.repeat, args.min_time),
+                                       lambda args: profile(),
+                                       ", and BLAS threads suffer most from it; the ratio may be distorted")
+    if args is None:
+        return
     worst = check_numerics()
     stats, rounds, timing = _harness.compare(__file__, args, _harness.MS_PER_STEP, worst)
     summary = {"benchmark": "mlp_train_step", "model": "3072-512-256-10 ReLU MLP, batch 128, float32, SGD lr 0.01",

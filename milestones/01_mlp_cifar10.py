@@ -22,11 +22,10 @@ $TINYTORCH_CACHE (default ~/.cache/tinytorch); otherwise the canonical archive i
 tinytorch.data.load_cifar10).
 """
 import sys
-import time
 
 import numpy as np
 
-from _common import cifar10_data, cifar10_loaders, cifar10_trainer, finish, milestone_parser, parse, resume, run
+from _common import cifar10_start, cifar10_trainer, finish, milestone_parser, parse, resume, run
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -57,17 +56,13 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from tinytorch.nn.layers import manual_seed
     from tinytorch.nn.losses import cross_entropy
     from tinytorch.optim import SGD
 
-    started = time.perf_counter()
-    manual_seed(args.seed)
-    train, val, test, stats = cifar10_data(args)
-    loaders = cifar10_loaders(args, train, val, test, stats)
+    started, data, loaders = cifar10_start(args)
     model = build_mlp(dropout=args.dropout)
     optimizer = SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
-    trainer, _ = cifar10_trainer(args, "mlp_cifar10", "MLP", model, optimizer, cross_entropy, (train, val, test), loaders)
+    trainer, _ = cifar10_trainer(args, "mlp_cifar10", "MLP", model, optimizer, cross_entropy, data, loaders)
     resume(trainer, args)
     trainer.fit(args.epochs)
     return finish(__file__, args, argv, trainer, cross_entropy, loaders[2], started)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import (MilestoneError, cifar10_data, cifar10_loaders, cifar10_trainer, finish, milestone_parser, parse,
+from _common import (MilestoneError, cifar10_start, cifar10_trainer, finish, milestone_parser, parse,
                      resume, run)
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -108,16 +108,6 @@ def parse_args(argv=None):
     return args
 
 
-def prepare_data(args):
-    """Train/validation/test arrays (a --quick run: 1,024, 256 and 256 images); statistics from the training split."""
-    return cifar10_data(args, quick_sizes=(1024, 256, 256), train_size=args.train_size)
-
-
-def make_loaders(args, train, val, test, stats):
-    # drop_last: a last batch of one image has no batch statistics to normalise with
-    return cifar10_loaders(args, train, val, test, stats, eval_batch_size=500, drop_last=True)
-
-
 def time_split(model, loss_fn, optimizer, loader, steps, run_dir):
     """Seconds per training step spent loading data, in forward, in backward and in the optimizer, over `steps`
     steps of epoch 0's batches (timed by the clock around each phase), and module 09's per-operation profile of
@@ -166,18 +156,16 @@ def plot_accuracy_vs_time(history, path):
 
 def main(argv=None):
     args = parse_args(argv)
-    from tinytorch.nn.layers import manual_seed
     from tinytorch.optim import SGD
 
-    started = time.perf_counter()
-    manual_seed(args.seed)
-    train, val, test, stats = prepare_data(args)
-    loaders = make_loaders(args, train, val, test, stats)
+    # a --quick run: 1,024, 256 and 256 images; drop_last: a last batch of one image has no batch statistics
+    started, data, loaders = cifar10_start(args, quick_sizes=(1024, 256, 256), train_size=args.train_size,
+                                           eval_batch_size=500, drop_last=True)
     model = build_cnn(args.width)
     loss_fn = smoothed_cross_entropy(args.label_smoothing)
     optimizer = SGD(model.parameters(), lr=args.lr, momentum=args.momentum, nesterov=True, weight_decay=args.weight_decay)
     trainer, run_dir = cifar10_trainer(args, "cnn_cifar10", f"CNN (width {args.width})", model, optimizer, loss_fn,
-                                       (train, val, test), loaders)
+                                       data, loaders)
     train_loader = loaders[0]
     resume(trainer, args)
     split = time_split(model, loss_fn, optimizer, train_loader, 2 if args.quick else 5, run_dir)

@@ -207,6 +207,19 @@ def clean_quick_run(args, run_dir):
 
 # The CIFAR-10 milestones' run: data, loaders, Trainer and the end-of-run report (01, 02, 03 and 04).
 
+def cifar10_start(args, **data):
+    """Seed TinyTorch, then the data and loaders: the start time, the (train, val, test) arrays, the
+    normalisation statistics and the (train, val, test) loaders; `data` goes to `cifar10_data` and
+    `cifar10_loaders` (quick_sizes, train_size; eval_batch_size, drop_last)."""
+    import time
+    from tinytorch.nn.layers import manual_seed
+    started = time.perf_counter()
+    manual_seed(args.seed)
+    loader_options = {k: data.pop(k) for k in ("eval_batch_size", "drop_last") if k in data}
+    train, val, test, stats = cifar10_data(args, **data)
+    return started, (train, val, test), cifar10_loaders(args, train, val, test, stats, **loader_options)
+
+
 def cifar10_data(args, quick_sizes=(5000, 1000, 1000), train_size=None):
     """Train/validation/test arrays (a --quick run keeps `quick_sizes` of them; `train_size` caps the training
     split) and the normalisation statistics, which come from the training split only."""

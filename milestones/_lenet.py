@@ -5,9 +5,7 @@ so is the CIFAR-10 run (split, normalisation, augmentation, loaders, Trainer, en
 CIFAR-10 milestones prepare and report data the same way. A LeNet script supplies its model builder, its
 name and its default hyper-parameters.
 """
-import time
-
-from _common import cifar10_data, cifar10_loaders, cifar10_trainer, finish, milestone_parser, parse, resume, run
+from _common import cifar10_start, cifar10_trainer, finish, milestone_parser, parse, resume, run
 
 
 def parse_args(doc, defaults, argv=None):
@@ -26,17 +24,13 @@ def parse_args(doc, defaults, argv=None):
 
 def main(script, doc, name, title, build_model, defaults, argv=None):
     """Train `build_model()` on CIFAR-10 as the MLP milestone does (run it through `run_milestone`)."""
-    from tinytorch.nn.layers import manual_seed
     from tinytorch.nn.losses import cross_entropy
     from tinytorch.optim import SGD
     args = parse_args(doc, defaults, argv)
-    started = time.perf_counter()
-    manual_seed(args.seed)
-    train, val, test, stats = cifar10_data(args)
-    loaders = cifar10_loaders(args, train, val, test, stats)
+    started, data, loaders = cifar10_start(args)
     model = build_model()
     optimizer = SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
-    trainer, _ = cifar10_trainer(args, name, title, model, optimizer, cross_entropy, (train, val, test), loaders)
+    trainer, _ = cifar10_trainer(args, name, title, model, optimizer, cross_entropy, data, loaders)
     resume(trainer, args)
     trainer.fit(args.epochs)
     extra = lambda: {"best_val_accuracy": max(r.get("val_accuracy", 0.0) for r in trainer.history),
