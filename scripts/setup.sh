@@ -61,6 +61,8 @@ if [ "$extras" != milestone ] && git rev-parse --git-dir >/dev/null 2>&1; then
     # Commits of modules/ notebooks go through nbdev's cleaning (.gitattributes, tito/nbclean.py). Set here only in
     # a clone's main worktree: linked worktrees share its .git/config, so they are left to it.
     if [ "$(git rev-parse --git-dir)" = "$(git rev-parse --git-common-dir)" ] && ! git config --get filter.nbdev-clean.clean >/dev/null; then
-        git config filter.nbdev-clean.clean '.venv/bin/python -m tito.nbclean'
+        # Without the venv (deleted, or a linked worktree) the notebook passes through as it is; `tito build --check`
+        # still refuses an unclean one.
+        git config filter.nbdev-clean.clean 'if [ -x .venv/bin/python ]; then .venv/bin/python -m tito.nbclean; else cat; fi'
     fi
 fi
