@@ -165,9 +165,10 @@ def attacks(scratch, module, honest, blank):
                         100 - MATMUL_POINTS, "kernel died"),
         "kill-grader": (in_matmul(honest, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"
                                           "os.killpg(0, signal.SIGKILL)"), 100 - MATMUL_POINTS, "kernel died"),
-        "leak-hidden": (in_matmul(honest, "raise ValueError(' '.join(get_ipython().user_ns['In'][-1]"
-                                          ".split('### BEGIN HIDDEN TESTS')[1].splitlines()))"),
-                        100 - MATMUL_POINTS, "[hidden test]"),
+        # every line the kernel has compiled so far (hidden checks run only after every visible test)
+        "leak-hidden": (in_matmul(honest, "import linecache\nraise ValueError(' '.join(line for name in list(linecache.cache)"
+                                          " for line in linecache.getlines(name)))"),
+                        100 - MATMUL_POINTS, "ValueError"),
         # no access to the answer key, other submissions or the gradebook
         "cheat-import": (demo.submission("cheat", honest, blank), 0, None),
         "steal-source": (probe(blank, honest, readable(scratch / "modules" / module.slug / f"{module.slug}.ipynb")), 0, None),
@@ -286,7 +287,7 @@ def test_feedback_shows_every_test_and_no_hidden_test_source(batch):
         assert text.count("| test-") == len(graded_cells(batch["honest"])), path
         assert [line for line in hidden if line in text] == [], path
     leak = (scratch / "course" / "feedback" / "leak-hidden" / module.slug / f"{module.slug}.md").read_text()
-    assert f"| test-matmul | 0/{MATMUL_POINTS} | FAIL | ValueError:" in leak and "[hidden test]" in leak
+    assert f"| test-matmul | 0/{MATMUL_POINTS} | FAIL | ValueError:" in leak
 
 
 def test_report_has_the_distribution_the_failures_and_a_histogram(batch):

@@ -260,9 +260,12 @@ def autograde(root, module, students=None, limits=Limits(), workers=None, sandbo
     client's `get_executor()`) is given. Results are stored as they arrive, so an interrupted batch
     keeps every grade stored so far and every earlier grade of the submissions it did not finish.
     """
+    from tito.worker import reference_checks  # the worker imports this module
+
     if sandboxed:
         sandbox.require()
     found = submissions(root, module, students)
+    expected = reference_checks(root, module)
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="tito-grade-") as scratch:
         course_id = _snapshot(root, module, Path(scratch) / "gradebook.db")
@@ -271,7 +274,8 @@ def autograde(root, module, students=None, limits=Limits(), workers=None, sandbo
     futures = {}
     for student, folder in found.items():
         job = {"module": module.slug, "student": student, "course_id": course_id, "sandbox": sandboxed,
-               "cell_timeout": limits.cell_timeout, "total_timeout": limits.total_timeout, "memory_mb": limits.memory_mb}
+               "cell_timeout": limits.cell_timeout, "total_timeout": limits.total_timeout, "memory_mb": limits.memory_mb,
+               "expected": expected}
         futures[pool.submit(run_job, job, course, pack({"submission": folder}))] = job
     try:
         for future in as_completed(futures):

@@ -16,6 +16,7 @@ import math
 import os
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from pathlib import Path
 import nbformat
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
-from traitlets import Integer
+from traitlets import Dict, Integer, List
 from traitlets.config import Config
 
 from nbgrader.api import Gradebook
@@ -31,14 +32,13 @@ from nbgrader.apps import AutogradeApp
 from nbgrader.converters import Autograde
 from nbgrader.preprocessors import Execute
 
-from tito import kernels, sandbox, structure
+from tito import checks, kernels, sandbox, structure
 from tito.errors import TitoError
 from tito.grading import grading_copy, result_for_nothing_run
 from tito.notebooks import graded_cells, nbgrader, source
 from tito.project import read_notebook, resolve
 
 MESSAGE_CHARS = 300
-HIDDEN_LINE_CHARS = 12  # hidden-test lines at least this long are redacted from feedback messages
 
 
 def _error(name, text):
@@ -63,15 +63,19 @@ class _Stop(Exception):
 
 @dataclass
 class _Run:
-    """What one `preprocess` call knows about its notebook (an instance per notebook; nothing is shared)."""
+    """What one `preprocess` call knows about its notebook (an instance per notebook; nothing is shared).
+
+    Its steps are ("cell", index of a code cell) in notebook order, then ("check", grade_id) for each graded
+    cell's hidden checks."""
     deadline: float
     per_cell: int
-    code: list  # indices of the notebook's code cells
-    position: int = 0  # code[position] is the next cell to grade
+    steps: list
+    position: int = 0  # steps[position] is the next step to run
     clean: list = field(default_factory=list)  # cells that ran without error, re-run after a restart
-    session: list = field(default_factory=list)  # (cell index in the notebook, replayed?) per cell of this session
+    session: list = field(default_factory=list)  # (kind, cell index or grade_id, replayed?) per cell of this session
     output_bytes: dict = field(default_factory=dict)
     problems: list = field(default_factory=list)
+    checks: dict = field(default_factory=dict)  # grade_id -> verdict, or the reference's record
     why_not: str = ""
 
 
@@ -81,14 +85,18 @@ def problems_of(nb):
 
 
 class SandboxedExecute(Execute):
-    """nbgrader's Execute with a time budget per submission, restarts after a dead or stuck kernel, capped outputs.
+    """nbgrader's Execute with a time budget per submission, restarts after a dead or stuck kernel, capped outputs,
+    and hidden checks judged outside the kernel (tito/checks.py).
 
+    Hidden-test blocks are removed from every cell before anything runs. After the last cell, each graded
+    cell's hidden checks (`hidden_checks`) run in the same kernel; what they report is compared with
+    `expected` (the reference's reports), or, when `expected` is None, recorded as the reference.
     A cell that times out is interrupted; one that kills the kernel (os._exit, a kill, a crash) or ignores
     the interrupt has its kernel killed. Either way the kernel is then restarted (an interrupted cell can
     leave it unusable: a flood of output still buffered, threads, memory), the cells that had run cleanly
-    are re-run silently to rebuild its state, and grading goes on with the next cell. Cells left when
+    are re-run silently to rebuild its state, and grading goes on with the next step. Cells left when
     the submission's time runs out are marked as not run, which nbgrader scores 0. What went wrong is
-    written, as sentences, to the notebook's metadata (`problems_of`).
+    written, as sentences, to the notebook's metadata (`problems_of`), the checks' verdicts beside them.
 
     Only documented extension points of the pinned nbconvert/nbclient are used (tests/test_worker_hooks.py):
     `preprocess` runs one kernel session per call of the inherited `preprocess`, `preprocess_cell` runs a
@@ -96,19 +104,29 @@ class SandboxedExecute(Execute):
     """
     total_timeout = Integer(300, help="Seconds for the whole notebook, restarts included.").tag(config=True)
     max_output_bytes = Integer(1_000_000, help="Output kept per cell; the rest is dropped.").tag(config=True)
+    hidden_checks = List(help="[grade_id, code] of each graded cell's hidden checks, run after every cell.").tag(config=True)
+    expected = Dict(default_value=None, allow_none=True,
+                    help="grade_id -> the reference's reports; None records this run's reports instead.").tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.source = structure.visible_text(cell.source) if checks.BEGIN in cell.source else cell.source
         run = _Run(deadline=time.monotonic() + self.total_timeout, per_cell=self.timeout,
-                   code=[i for i, c in enumerate(nb.cells) if c.cell_type == "code"],
+                   steps=[("cell", i) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+                   + [("check", grade_id) for grade_id, _ in self.hidden_checks],
                    why_not=f"not run: the submission used up its {self.total_timeout} s")
+        code = dict(self.hidden_checks)
         self.grading_run = run
-        while run.position < len(run.code) and time.monotonic() < run.deadline:
+        while run.position < len(run.steps) and time.monotonic() < run.deadline:
             replayed = [copy.deepcopy(nb.cells[i]) for i in run.clean]
-            remaining = run.code[run.position:]
-            run.session = [(i, True) for i in run.clean] + [(i, False) for i in remaining]
+            remaining = run.steps[run.position:]
+            run.session = [("cell", i, True) for i in run.clean] + [(kind, ref, False) for kind, ref in remaining]
             run.output_bytes = {}
             session = NotebookNode({**nb, "metadata": NotebookNode(copy.deepcopy(dict(nb.metadata))),
-                                    "cells": replayed + [nb.cells[i] for i in remaining]})
+                                    "cells": replayed + [nb.cells[ref] if kind == "cell" else
+                                                         nbformat.v4.new_code_cell(checks.kernel_code(code[ref]))
+                                                         for kind, ref in remaining]})
             try:
                 super().preprocess(session, resources, km)
             except _Restart:
@@ -117,17 +135,22 @@ class SandboxedExecute(Execute):
                 break
             finally:
                 nb.metadata.update(session.metadata)
-        for index in run.code[run.position:]:
-            nb.cells[index].outputs = [_error("NotRun", run.why_not)]
-        if run.position < len(run.code):
-            run.problems.append(f"{len(run.code) - run.position} cell(s) {run.why_not}")
-        nb.metadata["tito"] = {"problems": run.problems}
+        left = run.steps[run.position:]
+        for kind, ref in left:
+            if kind == "cell":
+                nb.cells[ref].outputs = [_error("NotRun", run.why_not)]
+        cells_left = sum(kind == "cell" for kind, _ in left)
+        if cells_left:
+            run.problems.append(f"{cells_left} cell(s) {run.why_not}")
+        elif left:
+            run.problems.append(f"the hidden checks of {len(left)} test(s) were {run.why_not}")
+        nb.metadata["tito"] = {"problems": run.problems, "checks": run.checks}
         return nb, resources
 
     def preprocess_cell(self, cell, resources, index):
-        """Run one cell within its share of the time; a dead, stuck or interrupted kernel ends the session."""
+        """Run one step within its share of the time; a dead, stuck or interrupted kernel ends the session."""
         run = self.grading_run
-        original, replay = run.session[index]
+        kind, ref, replay = run.session[index]
         left = math.ceil(run.deadline - time.monotonic())
         if left <= 0:
             raise _Stop
@@ -139,22 +162,38 @@ class SandboxedExecute(Execute):
             self._replay(cell, index)
             return cell, resources
         run.position += 1
+        label = _label(cell, ref) if kind == "cell" else f"{ref} (its hidden checks)"
         try:
-            self.execute_cell(cell, index, store_history=True)
+            self.execute_cell(cell, index, store_history=kind == "cell")
         except DeadKernelError:
-            self._blame(cell, original, "KernelDied", "the kernel died running this cell (os._exit, a kill, "
+            self._blame(kind, ref, cell, label, "KernelDied", "the kernel died running this cell (os._exit, a kill, "
                         "a crash or the memory cap); it was restarted")
             raise _Restart from None
         except CellTimeoutError:
-            self._blame(cell, original, "CellTimeoutError", "the cell ran past its time limit and ignored the "
+            self._blame(kind, ref, cell, label, "CellTimeoutError", "the cell ran past its time limit and ignored the "
                         "interrupt; the kernel was killed and restarted")
             raise _Restart from None
         if any(o.get("ename") == "CellTimeoutError" for o in cell.outputs):
-            run.problems.append(f"cell {_label(cell, original)}: {reason}")
+            run.problems.append(f"cell {label}: {reason}")
+            if kind == "check":
+                self._judge(ref, [], failed=True)
             raise _Restart  # an interrupted kernel may be unusable: start afresh
-        if not _errored(cell):
-            run.clean.append(original)
+        if kind == "check":
+            self._judge(ref, cell.outputs, failed=_errored(cell))
+        elif not _errored(cell):
+            run.clean.append(ref)
         return cell, resources
+
+    def _judge(self, grade_id, outputs, failed):
+        """Keep the verdict of one cell's hidden checks, or, for the reference, what they reported."""
+        if self.expected is None:
+            errors = [o for o in outputs if o.get("output_type") == "error"]
+            self.grading_run.checks[grade_id] = (
+                {"error": f"{errors[-1].get('ename')}: {errors[-1].get('evalue')}" if errors else "did not finish"}
+                if failed else {"record": checks.reference_record(outputs)})
+        else:
+            passed, message = checks.verdict(self.expected.get(grade_id, []), outputs, failed)
+            self.grading_run.checks[grade_id] = {"passed": passed, "message": message}
 
     def _replay(self, cell, index):
         """Re-run a cell that ran cleanly before the restart; if it cannot run now, grading stops."""
@@ -169,9 +208,11 @@ class SandboxedExecute(Execute):
                 self.grading_run.problems.append("grading stopped: the kernel failed again while re-running the cells before")
             raise _Stop
 
-    def _blame(self, cell, index, name, text):
+    def _blame(self, kind, ref, cell, label, name, text):
         cell.outputs.append(_error(name, text))
-        self.grading_run.problems.append(f"cell {_label(cell, index)}: {text}")
+        self.grading_run.problems.append(f"cell {label}: {text}")
+        if kind == "check":
+            self._judge(ref, [], failed=True)
 
     def output(self, outs, msg, display_id, cell_index):
         size = self.grading_run.output_bytes.get(cell_index, 0) + len(json.dumps(msg["content"]))
@@ -181,23 +222,9 @@ class SandboxedExecute(Execute):
         return super().output(outs, msg, display_id, cell_index)
 
 
-def _redactor(source_nb):
-    """A function removing hidden-test lines (as the source has them) from a message."""
-    hidden = set()
-    for cell in source_nb["cells"]:
-        text = source(cell)
-        for block in structure.HIDDEN_BLOCK.findall(text):
-            hidden |= {line.strip() for line in block.splitlines()[1:-1] if len(line.strip()) >= HIDDEN_LINE_CHARS}
-
-    def redact(message):
-        for line in hidden:
-            message = message.replace(line, "[hidden test]")
-        return message[:MESSAGE_CHARS]
-    return redact
-
-
-def _message(cell, redact):
-    """A graded cell's verdict in one short line: its last error, redacted; empty when it passed."""
+def _message(cell):
+    """A graded cell's verdict on its visible tests in one short line: its last error; empty when it passed.
+    No hidden line was in the kernel when this error was raised (hidden checks run after every cell)."""
     if cell is None:
         return "cell missing from the graded notebook"
     outputs = cell.get("outputs", [])
@@ -209,7 +236,7 @@ def _message(cell, redact):
         text = "wrote to stderr: " + "".join(stderr[0].get("text", "")).strip()
     else:
         return ""
-    return redact(" ".join(text.splitlines()[:3]))
+    return " ".join(text.splitlines()[:3])[:MESSAGE_CHARS]
 
 
 def _links_and(*patterns):
@@ -263,6 +290,8 @@ def _run_nbgrader(job, module, scratch, kernel_name, sockets):
     config.Execute.interrupt_on_timeout = True
     config.SandboxedExecute.total_timeout = job["total_timeout"]
     config.SandboxedExecute.shutdown_kernel = "immediate"
+    config.SandboxedExecute.hidden_checks = [list(block) for block in checks.hidden_blocks(read_notebook(module.notebook))]
+    config.SandboxedExecute.expected = job["expected"]
     config.CourseDirectory.submitted_directory = str(scratch / "submitted")
     config.CourseDirectory.autograded_directory = str(scratch / "autograded")
     config.CourseDirectory.db_url = f"sqlite:///{scratch / 'gradebook.db'}"
@@ -281,13 +310,18 @@ def _run_nbgrader(job, module, scratch, kernel_name, sockets):
 
 
 def _collect(job, module, source_nb, scratch, problems):
-    """The graded result, read from the private gradebook and the autograded notebook."""
+    """The graded result, read from the private gradebook and the autograded notebook.
+
+    A graded cell with hidden checks scores its points only if its visible tests passed in the kernel and
+    the grader found every value its hidden checks reported equal to the reference's. A failed hidden check
+    is reported with the instructor's message only."""
     autograded = scratch / "autograded" / job["student"] / module.slug
     notebook_path = autograded / f"{module.slug}.ipynb"
     notebook = nbformat.read(notebook_path, as_version=4) if notebook_path.is_file() else {"cells": []}
     by_id = {nbgrader(c).get("grade_id"): c for c in notebook["cells"] if nbgrader(c).get("grade")}
     problems = problems + problems_of(notebook)
-    redact = _redactor(source_nb)
+    verdicts = notebook.get("metadata", {}).get("tito", {}).get("checks", {})
+    hidden = {grade_id for grade_id, _ in checks.hidden_blocks(source_nb)}
     with Gradebook(f"sqlite:///{scratch / 'gradebook.db'}", job["course_id"]) as gradebook:
         submission = gradebook.find_submission(module.slug, job["student"])
         graded = submission.notebooks[0]
@@ -295,11 +329,53 @@ def _collect(job, module, source_nb, scratch, problems):
         comments = {c.name: c.auto_comment for c in graded.comments}
         timestamp = submission.timestamp.isoformat() if submission.timestamp else None
         late_penalty = graded.late_submission_penalty
-    cells = [{"grade_id": g, "score": float(scores.get(g) or 0.0), "max_score": float(p),
-              "message": _message(by_id.get(g), redact)} for g, p in graded_cells(source_nb)]
+    cells = []
+    for grade_id, points in graded_cells(source_nb):
+        score, message = float(scores.get(grade_id) or 0.0), _message(by_id.get(grade_id))
+        verdict = verdicts.get(grade_id, {"passed": False, "message": "hidden checks not run"})
+        if grade_id in hidden and score > 0 and not verdict["passed"]:
+            score, message = 0.0, verdict["message"]
+        cells.append({"grade_id": grade_id, "score": score, "max_score": float(points), "message": message})
     return {"student": job["student"], "module": module.slug, "status": "graded", "problems": problems,
             "cells": cells, "comments": comments, "timestamp": timestamp, "late_penalty": late_penalty,
             "autograded": str(autograded)}
+
+
+def reference_checks(root, module, timeout=600):
+    """{grade_id: what its hidden checks report on the reference solution}, from `course/checks/` when the
+    sources have not changed since, else by running the source notebook and its checks in a plain kernel
+    (with the grading kernel's environment). A check that fails on the reference is the instructor's to fix:
+    a TitoError naming it."""
+    found = checks.cached(root, module)
+    if found is not None:
+        return found
+    notebook = nbformat.read(module.notebook, as_version=4)
+    blocks = checks.hidden_blocks(notebook)
+    if not blocks:
+        return {}
+    with tempfile.TemporaryDirectory(prefix="tito-reference-") as scratch:
+        scratch = Path(scratch)
+        sockets = kernels.socket_folder(scratch / "run")
+        kernel = sandbox.write_kernelspec(scratch / "jupyter", {"PYTHONPATH": str(root), "NBGRADER_EXECUTION": "autograde"},
+                                          8 * 2**30)
+        config = kernels.ipc_config(sockets)
+        config.SandboxedExecute.update(kernel_name=kernel, timeout=timeout, total_timeout=4 * timeout,
+                                       hidden_checks=[list(block) for block in blocks], expected=None)
+        saved = os.environ.get("JUPYTER_PATH")
+        os.environ["JUPYTER_PATH"] = str(scratch / "jupyter")
+        try:
+            SandboxedExecute(config=config).preprocess(notebook, {"metadata": {"path": str(module.folder)}})
+        finally:
+            os.environ.pop("JUPYTER_PATH") if saved is None else os.environ.update(JUPYTER_PATH=saved)
+    results = notebook.metadata["tito"]["checks"]
+    failed = [f"{grade_id} ({result['error']})" for grade_id, result in results.items() if "error" in result]
+    failed += [f"{grade_id} (not run)" for grade_id, _ in blocks if grade_id not in results]
+    if failed:
+        raise TitoError(f"{module.slug}: hidden checks fail on the reference solution: {'; '.join(failed)}")
+    records = {grade_id: result["record"] for grade_id, result in results.items()}
+    checks.require_all(blocks, records, module)
+    checks.store(root, module, records)
+    return records
 
 
 def grade(job):
