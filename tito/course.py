@@ -42,7 +42,10 @@ def make_exchange(root):
 
 
 def release(root, modules):
-    """Generate the student release of each module and prove it leaks no solution or hidden test."""
+    """Generate the student release of each module and prove it leaks no solution or hidden test; then run the
+    reference solution's hidden checks, so that one failing on the reference is found now, not when grading."""
+    from tito.worker import reference_checks  # imports nbgrader: only when releasing
+
     make_exchange(root)
     released = []
     for module in modules:
@@ -55,5 +58,6 @@ def release(root, modules):
         leaked = [marker for marker in LEAKS if marker in text]
         if leaked:
             raise TitoError(f"release of {module.slug} still contains {leaked}: not released safely")
+        reference_checks(root, module)
         released.append(notebook)
     return released

@@ -1,8 +1,8 @@
 """Feedback for students: each graded test's pass or fail and its message, never the test's source.
 
 nbgrader's own feedback is the autograded notebook rendered as HTML, hidden tests and all, so it is
-not used. The messages come from the worker's result, already cut to one short line with any hidden
-test line it quotes redacted (tito/worker.py).
+not used. The messages come from the worker's result (tito/worker.py): a visible test's last error, cut to
+one short line, or a failed hidden check's own message; nothing the kernel printed while hidden checks ran.
 """
 from tito.gradebook import load_results, write_atomically
 
