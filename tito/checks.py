@@ -69,7 +69,7 @@ def decode(text):
         raise Malformed("missing or too large")
     try:
         payload = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: a report nested deeper than the parser goes
         raise Malformed("not JSON") from None
     if not isinstance(payload, dict) or "value" not in payload:
         raise Malformed("no value")
