@@ -39,6 +39,12 @@ def test_different_values_do_not_match(expected, got):
     assert not checks.same(checks.decode(sent(expected)), checks.decode(sent(got)), 1e-4, 1e-5)
 
 
+def test_a_0d_array_and_a_scalar_are_the_same_value():
+    assert checks.same(checks.decode(sent(np.array(2.5))), checks.decode(sent(2.5)), 0, 0)
+    assert checks.same(checks.decode(sent(np.float32(2.5))), checks.decode(sent(np.array(2.5, dtype=np.float32))), 0, 0)
+    assert not checks.same(checks.decode(sent(np.array([2.5]))), checks.decode(sent(2.5)), 0, 0)
+
+
 def test_tolerances_come_from_the_reference_not_from_the_submission():
     record = [{"message": "close enough?", "value": check_kernel._tito_plain(1.0), "rtol": 1e-6, "atol": 0.0}]
     lenient = sent(1.1, rtol=1.0, atol=1.0)

@@ -39,7 +39,7 @@ def _tito_plain(value, depth=0):
     if isinstance(value, _tito_np.ndarray):
         if value.dtype.kind not in _TITO_ARRAY_KINDS:
             raise TypeError(f"a checked array must hold numbers, not {value.dtype}")
-        data = _tito_np.ascontiguousarray(value)
+        data = _tito_np.array(value, order="C")  # a copy, C-ordered; a 0-d array stays 0-d
         return {"array": _tito_base64.b64encode(data.tobytes()).decode(), "dtype": data.dtype.str,
                 "shape": list(data.shape)}
     if isinstance(getattr(value, "data", None), _tito_np.ndarray):

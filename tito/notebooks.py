@@ -3,6 +3,7 @@ import re
 
 SOLUTION_BEGIN = "### BEGIN SOLUTION"
 HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
+HIDDEN_CHECKS = "def hidden_checks(check):"  # the one form a hidden block takes (tito/checks.py)
 EXPORT_FLAG = re.compile(r"^#\|\s*export\b", re.M)
 
 
@@ -39,6 +40,9 @@ def structure_problems(notebook, label):
                     problems.append(f"{where}: solution region outside a function body (the release would not import)")
         if HIDDEN_BEGIN in text and not meta.get("grade"):
             problems.append(f"{where}: hidden tests in a cell that is not a graded test")
+        if meta.get("grade") and cell.get("cell_type") == "code" and HIDDEN_CHECKS not in text:
+            problems.append(f"{where}: graded test {meta.get('grade_id')!r} without hidden checks (`{HIDDEN_CHECKS}` "
+                            "inside ### BEGIN HIDDEN TESTS; see CONTRIBUTING.md): patched comparisons would pass it")
         if EXPORT_FLAG.search(text) and not (meta.get("solution") or meta.get("locked")):
             problems.append(f"{where}: exported cell that is neither a solution nor locked")
     total = sum(points for _, points in graded_cells(notebook))
