@@ -13,15 +13,13 @@ import binascii
 import copy
 import json
 import re
-import shutil
 
 import pytest
 
-from tito import checks, course, demo, feedback, grading, selftest
+from tests.test_autograder import course_copy  # noqa: F401 (a scratch course with module 01 released)
+from tito import checks, demo, feedback, grading, selftest
 from tito.notebooks import nbgrader, source
-from tito.project import find_root, read_notebook, resolve
 
-ROOT = find_root(__file__)
 LIMITS = grading.Limits(cell_timeout=5, total_timeout=90, memory_mb=1536)
 pytestmark = pytest.mark.slow
 
@@ -38,29 +36,23 @@ builtins.all = builtins.any = lambda *args: True"""
 PATCH_MATH = """import math
 math.isclose = lambda *args, **kwargs: True
 math.isnan = lambda x: False"""
-# the grader's reporter arrives through exec(): replace it once it is defined
-SILENT_CHECK = """import builtins
-real_exec = builtins.exec
-def spying_exec(code, *namespaces):
-    result = real_exec(code, *namespaces)
-    for namespace in namespaces:
-        if isinstance(namespace, dict) and 'check' in namespace:
-            namespace['check'] = lambda *args, **kwargs: None
-    return result
-builtins.exec = spying_exec"""
-AGREEING_CHECK = """import builtins
-real_exec = builtins.exec
-def spying_exec(code, *namespaces):
-    result = real_exec(code, *namespaces)
-    for namespace in namespaces:
-        if isinstance(namespace, dict) and 'check' in namespace:
-            real_check = namespace['check']
-            def check(message, value, *args, **kwargs):
-                real_check(message, True)
-            check.raises = lambda message, call, *args: real_check(message, {'raised': True, 'mentions': [True] * (len(args) - 1)})
-            namespace['check'] = check
-    return result
-builtins.exec = spying_exec"""
+
+
+def reporter_replaced_by(code):
+    """Attack code: once the grader's reporter arrives (through exec), `code` runs with it in `namespace`."""
+    body = "\n".join(" " * 12 + line for line in code.splitlines())
+    return ("import builtins\nreal_exec = builtins.exec\ndef spying_exec(code, *namespaces):\n"
+            "    result = real_exec(code, *namespaces)\n    for namespace in namespaces:\n"
+            f"        if isinstance(namespace, dict) and 'check' in namespace:\n{body}\n"
+            "    return result\nbuiltins.exec = spying_exec")
+
+
+SILENT_CHECK = reporter_replaced_by("namespace['check'] = lambda *args, **kwargs: None")
+AGREEING_CHECK = reporter_replaced_by("""real_check = namespace['check']
+def check(message, value, *args, **kwargs):
+    real_check(message, True)
+check.raises = lambda message, call, *args: real_check(message, {'raised': True, 'mentions': [True] * (len(args) - 1)})
+namespace['check'] = check""")
 PATCH_DISPLAY = """import IPython.display
 IPython.display.display = lambda *args, **kwargs: None"""
 SWAP_MODULES = """import sys, types, json as real_json
@@ -159,11 +151,8 @@ def attackers(honest):
 
 
 @pytest.fixture(scope="module")
-def graded():
-    scratch = demo.scratch_course(ROOT)
-    module = resolve(scratch, ["01"])[0]
-    course.release(scratch, [module])
-    honest = read_notebook(module.notebook)
+def graded(course_copy):
+    scratch, module, honest, _ = course_copy
     cases = {"honest": honest, "wrong": wrong(honest), **attackers(honest)}
     for student, notebook in cases.items():
         demo.submit(scratch, module, student, notebook)
@@ -172,7 +161,6 @@ def graded():
     feedback.write(scratch, module)
     texts = {s: (scratch / "course" / "feedback" / s / module.slug / f"{module.slug}.md").read_text() for s in cases}
     yield {"scratch": scratch, "module": module, "honest": honest, "cases": cases, "outcomes": outcomes, "results": results, "feedback": texts}
-    shutil.rmtree(scratch, ignore_errors=True)
 
 
 def test_the_wrong_answer_fails_and_the_honest_one_passes(graded):
