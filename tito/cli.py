@@ -200,7 +200,7 @@ def parser():
     grade.add_argument("--timeout", type=int, default=grading.Limits.cell_timeout, metavar="S",
                        help=f"seconds per cell (default {grading.Limits.cell_timeout})")
     grade.add_argument("--total", type=int, default=grading.Limits.total_timeout, metavar="S",
-                       help=f"seconds per submission, all cells together (default {grading.Limits.total_timeout})")
+                       help=f"seconds per submission, all cells together (default {grading.Limits.total_timeout}); the hidden checks get half as much again")
     grade.add_argument("--memory", type=int, default=grading.Limits.memory_mb, metavar="MB",
                        help=f"memory cap of a submission's kernel (default {grading.Limits.memory_mb})")
     grade.add_argument("--workers", type=int, metavar="N", help="submissions graded at once (default: number of cores)")

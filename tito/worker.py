@@ -34,7 +34,7 @@ from nbgrader.preprocessors import Execute
 
 from tito import checks, kernels, sandbox, structure
 from tito.errors import TitoError
-from tito.grading import grading_copy, result_for_nothing_run
+from tito.grading import checks_timeout, grading_copy, result_for_nothing_run
 from tito.notebooks import graded_cells, nbgrader, source
 from tito.project import read_notebook, resolve
 
@@ -66,17 +66,30 @@ class _Run:
     """What one `preprocess` call knows about its notebook (an instance per notebook; nothing is shared).
 
     Its steps are ("cell", index of a code cell) in notebook order, then ("check", grade_id) for each graded
-    cell's hidden checks."""
+    cell's hidden checks. The cells have `deadline`; the checks get `checks_seconds` of their own, counted from
+    when the cells are done or out of time, so a notebook that uses up its time keeps the points it earned."""
     deadline: float
+    checks_seconds: int
     per_cell: int
     steps: list
+    cells: int  # steps[:cells] are the notebook's cells
     position: int = 0  # steps[position] is the next step to run
+    checks_deadline: float = None
     clean: list = field(default_factory=list)  # cells that ran without error, re-run after a restart
     session: list = field(default_factory=list)  # (kind, cell index or grade_id, replayed?) per cell of this session
     output_bytes: dict = field(default_factory=dict)
     problems: list = field(default_factory=list)
     checks: dict = field(default_factory=dict)  # grade_id -> verdict, or the reference's record
-    why_not: str = ""
+    graded: dict = field(default_factory=dict)  # grade_id -> its graded cell, to skip the checks of a failed one
+    skipped: int = 0  # cells not run because the notebook's time was up
+    broken: bool = False  # the kernel could not rebuild its state after a restart: nothing more can run
+
+    def now_deadline(self):
+        """The deadline of the phase running now; the checks' phase starts once the cells are done or out of time."""
+        now = time.monotonic()
+        if self.checks_deadline is None and (self.position >= self.cells or now >= self.deadline):
+            self.checks_deadline = now + self.checks_seconds
+        return self.deadline if self.checks_deadline is None else self.checks_deadline
 
 
 def problems_of(nb):
@@ -89,7 +102,8 @@ class SandboxedExecute(Execute):
     and hidden checks judged outside the kernel (tito/checks.py).
 
     Hidden-test blocks are removed from every cell before anything runs. After the last cell, each graded
-    cell's hidden checks (`hidden_checks`) run in the same kernel; what they report is compared with
+    cell's hidden checks (`hidden_checks`) run in the same kernel, unless the cell's visible tests failed (it
+    scores 0 anyway, and a hang is not waited for twice); what they report is compared with
     `expected` (the reference's reports), or, when `expected` is None, recorded as the reference.
     A cell that times out is interrupted; one that kills the kernel (os._exit, a kill, a crash) or ignores
     the interrupt has its kernel killed. Either way the kernel is then restarted (an interrupted cell can
@@ -103,6 +117,7 @@ class SandboxedExecute(Execute):
     cell through the public `execute_cell`, `output` drops what exceeds the cap.
     """
     total_timeout = Integer(300, help="Seconds for the whole notebook, restarts included.").tag(config=True)
+    checks_timeout = Integer(150, help="Seconds for the hidden checks, after the notebook's own.").tag(config=True)
     max_output_bytes = Integer(1_000_000, help="Output kept per cell; the rest is dropped.").tag(config=True)
     hidden_checks = List(help="[grade_id, code] of each graded cell's hidden checks, run after every cell.").tag(config=True)
     expected = Dict(default_value=None, allow_none=True,
@@ -112,13 +127,17 @@ class SandboxedExecute(Execute):
         for cell in nb.cells:
             if cell.cell_type == "code":
                 cell.source = structure.visible_text(cell.source) if checks.BEGIN in cell.source else cell.source
-        run = _Run(deadline=time.monotonic() + self.total_timeout, per_cell=self.timeout,
-                   steps=[("cell", i) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
-                   + [("check", grade_id) for grade_id, _ in self.hidden_checks],
-                   why_not=f"not run: the submission used up its {self.total_timeout} s")
+        cells = [("cell", i) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+        run = _Run(deadline=time.monotonic() + self.total_timeout, checks_seconds=self.checks_timeout,
+                   per_cell=self.timeout, steps=cells + [("check", grade_id) for grade_id, _ in self.hidden_checks],
+                   cells=len(cells))
+        run.graded = {nbgrader(c)["grade_id"]: c for c in nb.cells if nbgrader(c).get("grade")}
+        self.grading_run, self.nb_being_graded = run, nb
         code = dict(self.hidden_checks)
-        self.grading_run = run
-        while run.position < len(run.steps) and time.monotonic() < run.deadline:
+        while run.position < len(run.steps) and not run.broken and time.monotonic() < run.now_deadline():
+            if run.position < run.cells and time.monotonic() >= run.deadline:
+                self._skip_cells(nb)  # no kernel needed to mark them
+                continue
             replayed = [copy.deepcopy(nb.cells[i]) for i in run.clean]
             remaining = run.steps[run.position:]
             run.session = [("cell", i, True) for i in run.clean] + [(kind, ref, False) for kind, ref in remaining]
@@ -135,33 +154,57 @@ class SandboxedExecute(Execute):
                 break
             finally:
                 nb.metadata.update(session.metadata)
-        left = run.steps[run.position:]
-        for kind, ref in left:
-            if kind == "cell":
-                nb.cells[ref].outputs = [_error("NotRun", run.why_not)]
-        cells_left = sum(kind == "cell" for kind, _ in left)
-        if cells_left:
-            run.problems.append(f"{cells_left} cell(s) {run.why_not}")
-        elif left:
-            run.problems.append(f"the hidden checks of {len(left)} test(s) were {run.why_not}")
+        self._account(nb)
         nb.metadata["tito"] = {"problems": run.problems, "checks": run.checks}
         return nb, resources
+
+    def _skip_cells(self, nb):
+        """Mark the cells not yet run as not run: the notebook's time is up."""
+        run = self.grading_run
+        for _, index in run.steps[run.position:run.cells]:
+            nb.cells[index].outputs = [_error("NotRun", f"not run: the submission used up its {self.total_timeout} s")]
+            run.skipped += 1
+        run.position = max(run.position, run.cells)
+
+    def _account(self, nb):
+        """Mark what did not run, and say why."""
+        run = self.grading_run
+        why = ("not run: the kernel failed again while re-running the cells before" if run.broken
+               else f"not run: the submission used up its {self.total_timeout} s")
+        left = [ref for kind, ref in run.steps[run.position:] if kind == "cell"]
+        for index in left:
+            nb.cells[index].outputs = [_error("NotRun", why)]
+        if run.skipped or left:
+            run.problems.append(f"{run.skipped + len(left)} cell(s) {why}")
+        checks_left = len(run.steps) - max(run.position, run.cells)
+        if checks_left:
+            why = why if run.broken else f"not run: they used up their {self.checks_timeout} s"
+            run.problems.append(f"the hidden checks of {checks_left} test(s) were {why}")
 
     def preprocess_cell(self, cell, resources, index):
         """Run one step within its share of the time; a dead, stuck or interrupted kernel ends the session."""
         run = self.grading_run
         kind, ref, replay = run.session[index]
-        left = math.ceil(run.deadline - time.monotonic())
+        if kind == "cell" and not replay and time.monotonic() >= run.deadline:
+            self._skip_cells(self.nb_being_graded)  # the notebook's time is up; the hidden checks still run
+            raise _Restart  # a new session holds only the checks
+        deadline = run.now_deadline()
+        left = math.ceil(deadline - time.monotonic())
         if left <= 0:
             raise _Stop
         self.timeout = max(1, min(run.per_cell, left))
+        budget = (f"the hidden checks used up their {self.checks_timeout} s" if deadline == run.checks_deadline
+                  else f"the submission used up its {self.total_timeout} s")
         reason = (f"the cell did not finish within {run.per_cell} s and was interrupted" if run.per_cell <= left
-                  else f"the submission used up its {self.total_timeout} s during this cell")
+                  else f"{budget} during this cell")
         self.error_on_timeout = {"ename": "CellTimeoutError", "evalue": reason, "traceback": [reason]}
         if replay:
             self._replay(cell, index)
             return cell, resources
         run.position += 1
+        if kind == "check" and _errored(run.graded.get(ref, {})):
+            self._judge(ref, [], failed=True)  # its visible tests failed: the cell scores 0 whatever its checks say
+            return cell, resources
         label = _label(cell, ref) if kind == "cell" else f"{ref} (its hidden checks)"
         try:
             self.execute_cell(cell, index, store_history=kind == "cell")
@@ -203,8 +246,8 @@ class SandboxedExecute(Execute):
         except (DeadKernelError, CellTimeoutError):
             failed = True
         if failed:
-            if time.monotonic() < self.grading_run.deadline:
-                self.grading_run.why_not = "not run: the kernel failed again while re-running the cells before"
+            if time.monotonic() < self.grading_run.now_deadline():
+                self.grading_run.broken = True
                 self.grading_run.problems.append("grading stopped: the kernel failed again while re-running the cells before")
             raise _Stop
 
@@ -289,6 +332,7 @@ def _run_nbgrader(job, module, scratch, kernel_name, sockets):
     config.Execute.timeout = job["cell_timeout"]
     config.Execute.interrupt_on_timeout = True
     config.SandboxedExecute.total_timeout = job["total_timeout"]
+    config.SandboxedExecute.checks_timeout = checks_timeout(job["total_timeout"])
     config.SandboxedExecute.shutdown_kernel = "immediate"
     config.SandboxedExecute.hidden_checks = [list(block) for block in checks.hidden_blocks(read_notebook(module.notebook))]
     config.SandboxedExecute.expected = job["expected"]
