@@ -81,7 +81,7 @@ def smoothed_cross_entropy(smoothing):
 
 
 def parse_args(argv=None):
-    parser = milestone_parser(__doc__, epochs=8, batch_size=256,
+    parser = milestone_parser(__doc__, epochs=7, batch_size=256,
                               quick="1,024 training, 256 validation and 256 test images, width 8, batches of 64, "
                                     "2 epochs")
     parser.add_argument("--width", type=int, default=16, help="channels of the first convolution (default 16)")
