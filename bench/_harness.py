@@ -3,6 +3,7 @@
 Each benchmark (mlp_step.py, cnn_step.py, gpt_step.py) supplies its worker, its numerics check and what it
 measures; this module runs one worker process per framework and round, alternating which goes first, takes
 the TinyTorch/PyTorch ratio per round, and writes bench/results/<stem>-<time>.json.
+Both workers run with the same allocator setting: freed memory kept for reuse (`--default-allocator`: glibc's).
 """
 import argparse
 import json
@@ -43,6 +44,9 @@ def parse_args(doc, add_arguments=None):
     parser.add_argument("--threads", type=int, help="BLAS/OpenMP threads of both workers (default: the machine's default)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="folder for the JSON result")
     parser.add_argument("--profile", action="store_true", help="profile TinyTorch's step instead of benchmarking")
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="leave glibc's malloc as it is in both workers (default: both keep freed memory, "
+                             "tinytorch.train.memory.keep_freed_memory)")
     parser.add_argument("--worker", choices=list(FRAMEWORKS), help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -51,6 +55,9 @@ def start(doc, worker, profile, consequence, add_arguments=None):
     """Parse the options; in a worker process run `worker(args)`, with --profile `profile(args)`, and return
     (None, None); otherwise (args, load average before starting), after warning when the machine is busy."""
     args = parse_args(doc, add_arguments)
+    if (args.worker or args.profile) and not args.default_allocator:
+        from tinytorch.train.memory import keep_freed_memory
+        keep_freed_memory()  # the same allocator setting for both frameworks (module 12, section 4.7)
     if args.worker:
         worker(args)
         return None, None
@@ -72,7 +79,7 @@ def warn_if_busy(consequence):
 def run_worker(script, framework, args, extra=()):
     """One worker process of `script` for `framework`; its last stdout line, parsed as JSON."""
     command = [sys.executable, str(script), "--worker", framework, *extra, "--repeat", str(args.repeat),
-               "--min-time", str(args.min_time)]
+               "--min-time", str(args.min_time), *(["--default-allocator"] if args.default_allocator else [])]
     env = dict(os.environ)
     if args.threads:
         env.update({name: str(args.threads) for name in THREAD_VARIABLES})
@@ -102,6 +109,7 @@ def compare(script, args, metric, worst, label="numerics", extra=(), indent=""):
 def write_summary(stem, args, load_before, summary, machine=None):
     """Add threads, load, machine and command to `summary`; write it as bench/results/<stem>-<time>.json."""
     summary.setdefault("threads", args.threads or "default")
+    summary["allocator"] = "default malloc" if args.default_allocator else "keep_freed_memory() in both workers"
     summary["load_average_before_after"] = [load_before, os.getloadavg()]
     summary["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                           **(machine or {})}

@@ -10,12 +10,17 @@ builder (`build_model` in milestones/05_gpt_shakespeare.py): the same nn/optim/a
 special path. PyTorch's attention is written out (q k^T / sqrt(d), masked_fill -inf, softmax, @ v), as
 the anchor's "explicit mask" row; its fused SDPA is about 15% faster again.
 
+Both workers keep freed memory for reuse (module 12's `keep_freed_memory`, 4.7): with glibc's default
+settings a step of either framework page-faults its temporaries in again every time, which costs the many
+mid-sized temporaries of TinyTorch's step more than PyTorch's.
+
 The frameworks never share a process: each round runs one worker per framework back to back, alternating
 which goes first, and the tokens/s ratio TinyTorch/PyTorch is computed per round (target >= 0.5, aim 0.7).
 Before timing, both compute the loss and gradients of the same weights in float64 and must agree to 1e-5.
 
     python bench/gpt_step.py                  # 5 rounds
     python bench/gpt_step.py --threads 1      # both frameworks on one thread each
+    python bench/gpt_step.py --default-allocator  # both with glibc's malloc as it is (re-faults freed memory)
     python bench/gpt_step.py --profile        # where TinyTorch's step spends its time (per op, exclusive)
 """
 import importlib.util

@@ -46,6 +46,7 @@ def run(main, argv=None):
     from tinytorch.train.loop import CheckpointError
 
     name = Path(sys.argv[0]).name
+    keep_freed_memory()
     try:
         return main(argv)
     except (MilestoneError, DataFileError, CheckpointError) as error:
@@ -53,6 +54,16 @@ def run(main, argv=None):
     except KeyboardInterrupt:
         print(f"{name}: interrupted before training started; nothing was written", file=sys.stderr)
     return 2
+
+
+def keep_freed_memory():
+    """Module 12's allocator setting (freed temporaries are reused, not page-faulted in again every step);
+    before module 12 is exported, the default allocator."""
+    try:
+        from tinytorch.train.memory import keep_freed_memory as keep
+    except ImportError:
+        return
+    keep()
 
 
 def one_line(error):

@@ -335,3 +335,34 @@ def test_two_mpi_ranks_equal_one_process_with_the_same_global_batch():
     alone = np.concatenate([p.data.ravel() for p in model.parameters()])
     np.testing.assert_allclose(result["params"][0], alone, rtol=1e-12, atol=1e-13)
     assert result["allreduce"].shape == (2, settings["steps"])
+
+
+REFAULT_ROUNDS = """
+import resource, sys
+import numpy as np
+from tinytorch.train.memory import keep_freed_memory
+if sys.argv[1] == "kept" and not keep_freed_memory():
+    print("unsupported"); sys.exit()
+faults = []
+for _ in range(4):   # a step's pattern: many 2 MiB temporaries, all freed at the end
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    arrays = [np.ones(2**19, dtype=np.float32) for _ in range(24)]
+    del arrays
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(max(faults[1:]))
+"""
+
+
+@pytest.mark.parametrize("allocator", ["default", "kept"])
+def test_keep_freed_memory_stops_a_step_refaulting_its_temporaries(allocator):
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", REFAULT_ROUNDS, allocator], capture_output=True, text=True,
+                         check=True).stdout.split()[-1]
+    if out == "unsupported":
+        pytest.skip("this malloc is not glibc's")
+    pages = 24 * 2**21 // 4096
+    if allocator == "default":  # the cost the setting removes is there to begin with (else this test proves nothing)
+        assert int(out) > pages // 2, f"default malloc re-faulted only {out} of {pages} pages per round"
+    else:
+        assert int(out) < pages // 20, f"after keep_freed_memory() a round still faulted in {out} of {pages} pages"
