@@ -1,6 +1,6 @@
 """Module 16 (tinytorch.nn.transformer): MLP, pre-norm block and GPT through gradcheck on every element of
 inputs and parameters, against PyTorch with copied weights, causality, weight tying, and generation with
-and without the KV cache (identical greedy output)."""
+and without the KV cache (identical greedy output); the float32 GELU's table against float64 Phi."""
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
@@ -9,7 +9,8 @@ from tinytorch.core.autograd import gradcheck
 from tinytorch.core.tensor import Tensor
 from tinytorch.nn.attention import causal_mask
 from tinytorch.nn.losses import cross_entropy
-from tinytorch.nn.transformer import GPT, MLP, TransformerBlock, generate
+from tinytorch.nn.activations import gelu, normal_cdf
+from tinytorch.nn.transformer import GPT, MLP, TransformerBlock, blocked_gelu, generate, interpolated_cdf
 
 
 def leaf(rng, *shape):
@@ -20,6 +21,49 @@ def gpt64(seed=0, **overrides):
     config = dict(vocab_size=7, context_length=5, embed_dim=4, num_heads=2, num_layers=2, dtype=np.float64,
                   rng=np.random.default_rng(seed))
     return GPT(**{**config, **overrides})
+
+
+# --- blocked_gelu: float32 from a table, float64 as module 03 ---------------------------------------------
+EVERY_RANGE = np.concatenate([np.linspace(-20, 20, 400_001), np.random.default_rng(5).standard_normal(10_000) * 3])
+
+
+def test_interpolated_phi_is_within_float32_rounding_everywhere():
+    error = np.abs(interpolated_cdf(EVERY_RANGE.astype(np.float32)) - normal_cdf(EVERY_RANGE))
+    assert error.max() < 1.2e-7, f"interpolated Phi is {error.max():.1e} off (one float32 step at 1 is 1.2e-7)"
+
+
+def test_blocked_gelu_float32_is_module_03_gelu_to_float32_rounding():
+    x = EVERY_RANGE.astype(np.float32)
+    exact = gelu(Tensor(x.astype(np.float64))).data
+    error = np.abs(blocked_gelu(Tensor(x), block=1000).data - exact) / np.maximum(1, np.abs(exact))
+    assert error.max() < 2.5e-7, f"blocked_gelu(float32) is {error.max():.1e} off module 03's float64 GELU"
+
+
+def test_blocked_gelu_float64_is_module_03_gelu_and_passes_gradcheck():
+    x = leaf(np.random.default_rng(6), 3, 7) * 3
+    assert np.array_equal(blocked_gelu(x, block=5).data, gelu(x).data)
+    assert gradcheck(lambda t: blocked_gelu(t, block=5), leaf(np.random.default_rng(7), 3, 7))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_blocked_gelu_special_values_are_module_03s(dtype):
+    special = np.array([-np.inf, -1e30, -20.0, -0.0, 0.0, 20.0, 1e30, np.inf, np.nan], dtype=dtype)
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(blocked_gelu(Tensor(special)).data, gelu(Tensor(special)).data)
+
+
+def test_blocked_gelu_float32_matches_torch_forward_and_backward(torch):
+    x = np.random.default_rng(8).standard_normal((64, 96)).astype(np.float32) * 3
+    upstream = np.random.default_rng(9).standard_normal(x.shape).astype(np.float32)
+    ours = Tensor(x, requires_grad=True)
+    out = blocked_gelu(ours, block=1000)
+    out.backward(upstream)
+    theirs = torch.tensor(x, requires_grad=True)
+    expected = torch.nn.functional.gelu(theirs)
+    expected.backward(torch.tensor(upstream))
+    # PyTorch's float32 GELU, 0.5 x (1 + erf(x / sqrt 2)), loses ~1e-6 to cancellation where x < -3: ours is closer
+    np.testing.assert_allclose(out.data, expected.detach().numpy(), rtol=1e-5, atol=2e-6)
+    np.testing.assert_allclose(ours.grad.data, theirs.grad.numpy(), rtol=1e-5, atol=1e-6)
 
 
 # --- gradcheck on every element (float64) -------------------------------------------------------------------
