@@ -1,5 +1,6 @@
 """Shared test fixtures: the optional PyTorch oracle, and hypothesis profiles."""
 import os
+import signal
 
 import pytest
 from hypothesis import settings
@@ -7,6 +8,12 @@ from hypothesis import settings
 settings.register_profile("ci", deadline=None, max_examples=40, derandomize=True)
 settings.register_profile("dev", deadline=None, max_examples=25)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+# Started in the background of a non-interactive shell (`cmd &` in a script), the run inherits SIGINT ignored,
+# and so would every process the Ctrl-C tests start: they would test the launcher, not Ctrl-C. Python's own
+# handler is reset to the default in each child on exec, so restoring it here restores it everywhere.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
