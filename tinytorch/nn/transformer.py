@@ -41,7 +41,7 @@ def interpolated_cdf(x):
 @tensor_op
 def blocked_gelu(x, block=32768):
     """Module 03's exact GELU, x * Phi(x), with Phi evaluated block by block so each block's passes stay in
-    cache: interpolated for float32 (error below float32's own rounding), module 03's normal_cdf otherwise."""
+    cache: interpolated for float32 (within about one float32 step of Phi), module 03's normal_cdf otherwise."""
     cdf_of = interpolated_cdf if x.dtype == np.float32 else normal_cdf
     flat = x.data.reshape(-1)
     cdf = np.empty_like(flat)

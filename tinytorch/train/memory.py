@@ -346,7 +346,7 @@ def mpiexec(ranks, settings, timeout=300):
         with np.load(out_path) as saved:
             return {name: saved[name] for name in saved.files}
 
-# %% ../../modules/12_memory/12_memory.ipynb #8286c0e5
+# %% ../../modules/12_memory/12_memory.ipynb #keep-freed-memory
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's <malloc.h>
 LARGEST_MMAP_THRESHOLD = 32 << 20            # glibc's ceiling for it on 64-bit machines
 
